@@ -1,0 +1,1 @@
+"""iptables mode: kube-proxy's iptables proxier, rendered purely and applied with iptables-restore."""
