@@ -101,6 +101,9 @@ class PortChains:
     nat_rules: int
 
 
+_NO_CHAINS = PortChains((), 0)
+
+
 @dataclass
 class RenderedRules:
     """An iptables-restore input plus the bookkeeping the next sync needs."""
@@ -181,13 +184,12 @@ def _render(
     for sp in ports:
         eps = endpoints_map.get(sp.name, ())
         if full or sp.name.service in changed or sp.name not in port_chains:  # type: ignore[operator]
-            before = len(nat_rules)
-            chains = writer.write(sp, eps, nat_chains, nat_rules)
+            owned = writer.write(sp, eps, nat_chains, nat_rules)
             old = port_chains.get(sp.name)
             if old is not None:
                 dropped.update(old.chains)
-            kept.update(chains)
-            port_chains[sp.name] = PortChains(chains, len(nat_rules) - before)
+            kept.update(owned.chains)
+            port_chains[sp.name] = owned
         else:
             # Unchanged: its top-level rules are written, its own chains left as they are.
             writer.write(sp, eps, None, nat_rules)
@@ -226,7 +228,9 @@ def _render(
     text = "\n".join(
         ["*filter", *filter_chains, *filter_rules, "COMMIT", "*nat", *nat_chains, *nat_rules, "COMMIT", ""]
     )
-    written = len(filter_rules) + len(nat_rules) - len(deleted)
+    # Counted like kube-proxy's sync_proxy_rules_iptables_last: neither the -X lines nor
+    # the jumps from built-in chains (which kube-proxy adds outside the restore) are rules.
+    written = len(filter_rules) + len(nat_rules) - len(deleted) - len(missing_jumps)
     return RenderedRules(
         text=text,
         full=full,
@@ -298,7 +302,7 @@ class _ServiceWriter:
         endpoints: Sequence[Endpoint],
         nat_chains: list[str] | None,
         nat_rules: list[str],
-    ) -> tuple[str, ...]:
+    ) -> PortChains:
         name = str(sp.name)
         proto = sp.name.protocol.lower
         h = names.port_proto_hash(sp.name)
@@ -388,9 +392,10 @@ class _ServiceWriter:
                 f" -m tcp -p tcp --dport {sp.health_check_node_port} -j ACCEPT"
             )
         if nat_chains is None:
-            return ()
+            return _NO_CHAINS
 
         # Per-service chains: skipped by a partial sync when the service did not change.
+        first_own_rule = len(nat_rules)
         chains: list[str] = []
         if has_internal:
             args = f'-m comment --comment "{name} cluster IP" {match} -d {sp.cluster_ip} {dport}'
@@ -460,7 +465,7 @@ class _ServiceWriter:
             nat_rules.append(
                 f"-A {sep}{sep_comment}{recent} {match} -j DNAT --to-destination {ep_key}"
             )
-        return tuple(chains)
+        return PortChains(tuple(chains), len(nat_rules) - first_own_rule)
 
     def _write_balancing(
         self,
