@@ -93,7 +93,11 @@ def endpoint_slice_object(
     for ep in endpoints:
         conditions = {
             k: v
-            for k, v in (("ready", ep.ready), ("serving", ep.serving), ("terminating", ep.terminating))
+            for k, v in (
+                ("ready", ep.ready),
+                ("serving", ep.serving),
+                ("terminating", ep.terminating),
+            )
             if v is not None
         }
         entry: dict[str, Any] = {"addresses": [ep.ip], "conditions": conditions}
@@ -151,7 +155,11 @@ class SyntheticCluster:
 
     @staticmethod
     def cluster_ip(i: int) -> str:
-        return f"10.96.{(i >> 8) & 0xFF}.{i & 0xFF}" if i < 65536 else f"10.97.{(i >> 8) & 0xFF}.{i & 0xFF}"
+        return (
+            f"10.96.{(i >> 8) & 0xFF}.{i & 0xFF}"
+            if i < 65536
+            else f"10.97.{(i >> 8) & 0xFF}.{i & 0xFF}"
+        )
 
     @staticmethod
     def pod_ip(n: int) -> str:

@@ -6,7 +6,7 @@ import gc
 from types import TracebackType
 
 
-class no_cyclic_gc:  # noqa: N801 - used like contextlib's lower-case context managers
+class no_cyclic_gc:
     """Pause the cyclic garbage collector around bulk work that allocates only acyclic values.
 
     A replay builds hundreds of thousands of small tuples that live on; every gen-0

@@ -51,24 +51,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log", type=Path, required=True, help="event log (JSON Lines watch events)")
+    common.add_argument(
+        "--log", type=Path, required=True, help="event log (JSON Lines watch events)"
+    )
     common.add_argument("--mode", choices=["iptables", "ipvs"], default="iptables")
-    common.add_argument("--cluster-cidr", type=cidr, help="pod CIDR: traffic to a ClusterIP from outside it is masqueraded")
-    common.add_argument("--masquerade-all", action="store_true", help="masquerade all traffic to ClusterIPs")
-    common.add_argument("--hostname-override", default="", help="this node's name, for traffic policy Local")
-    common.add_argument("--node-ip", type=ip, action="append", default=[], help="this node's address (repeatable)")
-    common.add_argument("--no-localhost-nodeports", action="store_true", help="kube-proxy's iptables.localhostNodePorts=false")
-    common.add_argument("--skip-invalid", action="store_true", help="report bad lines and go on instead of stopping")
+    common.add_argument(
+        "--cluster-cidr",
+        type=cidr,
+        help="pod CIDR: traffic to a ClusterIP from outside it is masqueraded",
+    )
+    common.add_argument(
+        "--masquerade-all", action="store_true", help="masquerade all traffic to ClusterIPs"
+    )
+    common.add_argument(
+        "--hostname-override", default="", help="this node's name, for traffic policy Local"
+    )
+    common.add_argument(
+        "--node-ip", type=ip, action="append", default=[], help="this node's address (repeatable)"
+    )
+    common.add_argument(
+        "--no-localhost-nodeports",
+        action="store_true",
+        help="kube-proxy's iptables.localhostNodePorts=false",
+    )
+    common.add_argument(
+        "--skip-invalid", action="store_true", help="report bad lines and go on instead of stopping"
+    )
 
-    sub.add_parser("render", parents=[common], help="print the iptables-restore input of a full sync")
-    run = sub.add_parser("run", parents=[common], help="apply the log to this network namespace's kernel")
+    sub.add_parser(
+        "render", parents=[common], help="print the iptables-restore input of a full sync"
+    )
+    run = sub.add_parser(
+        "run", parents=[common], help="apply the log to this network namespace's kernel"
+    )
     how = run.add_mutually_exclusive_group(required=True)
-    how.add_argument("--once", action="store_true", help="one full sync of the whole log, then exit")
+    how.add_argument(
+        "--once", action="store_true", help="one full sync of the whole log, then exit"
+    )
     how.add_argument("--follow", action="store_true", help="tail the log and sync as it grows")
-    run.add_argument("--min-sync-period", type=duration, default=1.0, help="batch events this long (default 1s)")
-    run.add_argument("--sync-period", type=duration, default=30.0, help="full sync this often (default 30s)")
+    run.add_argument(
+        "--min-sync-period", type=duration, default=1.0, help="batch events this long (default 1s)"
+    )
+    run.add_argument(
+        "--sync-period", type=duration, default=30.0, help="full sync this often (default 30s)"
+    )
     run.add_argument("--metrics", type=Path, help="append one JSON object per sync to this file")
-    run.add_argument("--iptables", choices=["legacy", "nft"], help="iptables backend (default: what `iptables` uses)")
+    run.add_argument(
+        "--iptables",
+        choices=["legacy", "nft"],
+        help="iptables backend (default: what `iptables` uses)",
+    )
     return parser
 
 
@@ -88,7 +120,10 @@ def _report(error: LogLineError) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.mode == "ipvs":
-        print("error: --mode ipvs is not supported yet (it arrives with the ipvs issue)", file=sys.stderr)
+        print(
+            "error: --mode ipvs is not supported yet (it arrives with the ipvs issue)",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     try:
         reader = LogReader(args.log, skip_invalid=args.skip_invalid, report=_report)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, NamedTuple
 
@@ -214,7 +213,9 @@ def decode_service(obj: dict[str, Any], event_type: EventType) -> ServiceEvent:
     health_check = 0
     if svc_type == "LoadBalancer" and external_local:
         health_check = _port(
-            spec.get("healthCheckNodePort", 0), where, "spec.healthCheckNodePort",
+            spec.get("healthCheckNodePort", 0),
+            where,
+            "spec.healthCheckNodePort",
             allow_zero=True,
         )
     ports = tuple(
@@ -308,9 +309,7 @@ def decode_slice(obj: dict[str, Any], event_type: EventType) -> SliceEvent:
     labels = meta.get("labels")
     service_name = labels.get(SERVICE_NAME_LABEL) if isinstance(labels, dict) else None
     if not isinstance(service_name, str) or not service_name:
-        raise InvalidEvent(
-            f"EndpointSlice {namespace}/{name} has no {SERVICE_NAME_LABEL} label"
-        )
+        raise InvalidEvent(f"EndpointSlice {namespace}/{name} has no {SERVICE_NAME_LABEL} label")
     service = NamespacedName(namespace, service_name)
     if event_type is EventType.DELETED:
         return SliceEvent(event_type, service, name, SliceData((), ()))

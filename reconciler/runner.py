@@ -38,10 +38,14 @@ class SyncResult(Protocol):
 class Proxier(Protocol):
     need_full: bool
 
-    def sync(self, *, full: bool = False, newest_event: float | None = None) -> SyncResult | None: ...
+    def sync(
+        self, *, full: bool = False, newest_event: float | None = None
+    ) -> SyncResult | None: ...
 
 
-def run_once(reader: LogReader, state: ClusterState, proxier: Proxier, metrics: MetricsWriter) -> None:
+def run_once(
+    reader: LogReader, state: ClusterState, proxier: Proxier, metrics: MetricsWriter
+) -> None:
     """Fold the whole log (every line validated first), then one full sync."""
     events = reader.read_available(at_eof=True)
     arrived = time.monotonic()

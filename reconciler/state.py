@@ -135,7 +135,9 @@ class ClusterState:
                     if existing is None or (existing.terminating and not endpoint.terminating):
                         by_key[ep_key] = endpoint
         return {
-            name: tuple(by_key[k] for k in sorted(by_key)) for name, by_key in merged.items() if by_key
+            name: tuple(by_key[k] for k in sorted(by_key))
+            for name, by_key in merged.items()
+            if by_key
         }
 
     def sorted_service_ports(self) -> Iterator[ServicePort]:
@@ -168,7 +170,11 @@ def _single_slice(key: NamespacedName, data: SliceData, node: str) -> EndpointsB
             (
                 ep.ip + suffix,
                 Endpoint(
-                    ep.ip, port, ep.ready, ep.serving, ep.terminating,
+                    ep.ip,
+                    port,
+                    ep.ready,
+                    ep.serving,
+                    ep.terminating,
                     bool(node) and ep.node_name == node,
                 ),
             )

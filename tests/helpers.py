@@ -24,13 +24,13 @@ from reconciler.state import ClusterState
 __all__ = [
     "EndpointSpec",
     "PortSpec",
-    "endpoint_slice_object",
-    "service_object",
-    "watch_event",
     "added",
+    "endpoint_slice_object",
     "fold",
     "lines_of",
+    "service_object",
     "tracer_for",
+    "watch_event",
 ]
 
 

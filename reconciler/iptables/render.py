@@ -75,8 +75,20 @@ class JumpRule:
 
 _NEW = "-m conntrack --ctstate NEW"
 JUMP_RULES: tuple[JumpRule, ...] = (
-    JumpRule("filter", "INPUT", KUBE_EXTERNAL_SERVICES, "kubernetes externally-visible service portals", _NEW),
-    JumpRule("filter", "FORWARD", KUBE_EXTERNAL_SERVICES, "kubernetes externally-visible service portals", _NEW),
+    JumpRule(
+        "filter",
+        "INPUT",
+        KUBE_EXTERNAL_SERVICES,
+        "kubernetes externally-visible service portals",
+        _NEW,
+    ),
+    JumpRule(
+        "filter",
+        "FORWARD",
+        KUBE_EXTERNAL_SERVICES,
+        "kubernetes externally-visible service portals",
+        _NEW,
+    ),
     JumpRule("filter", "INPUT", KUBE_NODEPORTS, "kubernetes health check service ports"),
     JumpRule("filter", "FORWARD", KUBE_SERVICES, "kubernetes service portals", _NEW),
     JumpRule("filter", "OUTPUT", KUBE_SERVICES, "kubernetes service portals", _NEW),
@@ -156,9 +168,17 @@ def _render(
 
     filter_chains = [
         f":{c} - [0:0]"
-        for c in (KUBE_SERVICES, KUBE_EXTERNAL_SERVICES, KUBE_FORWARD, KUBE_NODEPORTS, KUBE_PROXY_FIREWALL)
+        for c in (
+            KUBE_SERVICES,
+            KUBE_EXTERNAL_SERVICES,
+            KUBE_FORWARD,
+            KUBE_NODEPORTS,
+            KUBE_PROXY_FIREWALL,
+        )
     ]
-    nat_chains = [f":{c} - [0:0]" for c in (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)]
+    nat_chains = [
+        f":{c} - [0:0]" for c in (KUBE_SERVICES, KUBE_NODEPORTS, KUBE_POSTROUTING, KUBE_MARK_MASQ)
+    ]
     filter_rules: list[str] = []
     nat_rules = [
         f"-A {KUBE_POSTROUTING} -m mark ! --mark {mark}/{mark} -j RETURN",
@@ -202,7 +222,9 @@ def _render(
         deleted = sorted(dropped - kept)
     else:
         active = {c for pc in port_chains.values() for c in pc.chains}
-        deleted = sorted(c for c in existing_chains if names.is_service_chain(c) and c not in active)
+        deleted = sorted(
+            c for c in existing_chains if names.is_service_chain(c) and c not in active
+        )
     # Stale chains: a chain line flushes them, then -X deletes them (after the rules).
     nat_chains.extend(f":{c} - [0:0]" for c in deleted)
     nat_rules.extend(f"-X {c}" for c in deleted)
@@ -226,7 +248,17 @@ def _render(
     )
 
     text = "\n".join(
-        ["*filter", *filter_chains, *filter_rules, "COMMIT", "*nat", *nat_chains, *nat_rules, "COMMIT", ""]
+        [
+            "*filter",
+            *filter_chains,
+            *filter_rules,
+            "COMMIT",
+            "*nat",
+            *nat_chains,
+            *nat_rules,
+            "COMMIT",
+            "",
+        ]
     )
     # Counted like kube-proxy's sync_proxy_rules_iptables_last: neither the -X lines nor
     # the jumps from built-in chains (which kube-proxy adds outside the restore) are rules.
@@ -402,7 +434,9 @@ class _ServiceWriter:
             if self.config.masquerade_all:
                 nat_rules.append(f"-A {internal_chain} {args} -j {KUBE_MARK_MASQ}")
             elif self.if_not_local:
-                nat_rules.append(f"-A {internal_chain} {args}{self.if_not_local} -j {KUBE_MARK_MASQ}")
+                nat_rules.append(
+                    f"-A {internal_chain} {args}{self.if_not_local} -j {KUBE_MARK_MASQ}"
+                )
         if uses_ext_chain:
             nat_chains.append(f":{ext_chain} - [0:0]")
             chains.append(ext_chain)

@@ -72,7 +72,12 @@ class Tracer:
         if dnat:
             return Trace("DNAT", {d: m for d, m in sorted(dnat)}, any(m for _, m in dnat))
         # Not DNATed: the filter table decides (REJECT/DROP for services without endpoints).
-        for chain in ("KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-NODEPORTS", "KUBE-PROXY-FIREWALL"):
+        for chain in (
+            "KUBE-SERVICES",
+            "KUBE-EXTERNAL-SERVICES",
+            "KUBE-NODEPORTS",
+            "KUBE-PROXY-FIREWALL",
+        ):
             results: list[tuple[str, str | None, bool]] = []
             self._run("filter", chain, packet, False, results)
             for verdict, _, masq in results:
@@ -145,7 +150,15 @@ class Tracer:
 
 
 # Options that take a value and only describe or select modules.
-_IGNORED_WITH_VALUE = {"-m", "--comment", "--mode", "--name", "--seconds", "--or-mark", "--xor-mark"}
+_IGNORED_WITH_VALUE = {
+    "-m",
+    "--comment",
+    "--mode",
+    "--name",
+    "--seconds",
+    "--or-mark",
+    "--xor-mark",
+}
 _IGNORED_FLAGS = {"--set", "--reap", "--random-fully"}
 _MATCHES = {"-s", "-d", "-p", "--dport", "--dst-type", "--src-type", "--mark", "--ctstate"}
 

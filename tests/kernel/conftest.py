@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -48,10 +49,8 @@ class Netns:
         # Processes left inside would keep the namespace alive: end them first.
         pids = sh("ip", "netns", "pids", self.name, check=False).split()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), 9)
-            except (ProcessLookupError, ValueError):
-                pass
         sh("ip", "netns", "del", self.name, check=False)
 
 

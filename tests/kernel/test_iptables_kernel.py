@@ -27,19 +27,35 @@ def save(ns: Netns, backend: str) -> str:
 
 def rules_only(saved: str) -> list[str]:
     """iptables-save without the comment lines (timestamps) and counters."""
-    return [l.split(" [")[0] if l.startswith(":") else l for l in saved.splitlines() if not l.startswith("#")]
+    return [
+        l.split(" [")[0] if l.startswith(":") else l
+        for l in saved.splitlines()
+        if not l.startswith("#")
+    ]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_seed_applied_and_read_back(node: Netns, backend: str, tmp_path: Path) -> None:
     metrics = tmp_path / "metrics.jsonl"
-    out = reconciler("run", "--log", SEED, "--mode", "iptables", *CIDR, "--once",
-                     "--iptables", backend, "--metrics", str(metrics), netns=node.name)
+    out = reconciler(
+        "run",
+        "--log",
+        SEED,
+        "--mode",
+        "iptables",
+        *CIDR,
+        "--once",
+        "--iptables",
+        backend,
+        "--metrics",
+        str(metrics),
+        netns=node.name,
+    )
     assert out.returncode == 0, out.stderr
     saved = save(node, backend)
     # The seed article's iptables-save, including the kernel's 32-bit probability.
     assert (
-        '-A KUBE-SVC-V2OKYYMBY3REGZOG ! -s 10.244.0.0/16 -d 10.101.57.97/32 -p tcp -m comment'
+        "-A KUBE-SVC-V2OKYYMBY3REGZOG ! -s 10.244.0.0/16 -d 10.101.57.97/32 -p tcp -m comment"
         ' --comment "default/nginx-service cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ'
     ) in saved
     assert (
@@ -47,13 +63,23 @@ def test_seed_applied_and_read_back(node: Netns, backend: str, tmp_path: Path) -
         " -m statistic --mode random --probability 0.33333333349 -j KUBE-SEP-POZMZY2HDLRATSJV"
     ) in saved
     assert "--probability 0.50000000000 -j KUBE-SEP-Z3HXRORN5VDCFRJU" in saved
-    assert '-A KUBE-SEP-POZMZY2HDLRATSJV -s 10.244.0.27/32 -m comment --comment "default/nginx-service" -j KUBE-MARK-MASQ' in saved
+    assert (
+        '-A KUBE-SEP-POZMZY2HDLRATSJV -s 10.244.0.27/32 -m comment --comment "default/nginx-service" -j KUBE-MARK-MASQ'
+        in saved
+    )
     assert (
         '-A KUBE-SEP-POZMZY2HDLRATSJV -p tcp -m comment --comment "default/nginx-service" -m tcp'
         " -j DNAT --to-destination 10.244.0.27:80"
     ) in saved
-    assert "-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in saved
-    for chain in ("KUBE-SVC-NPX46M4PTMTKRN6Y", "KUBE-SVC-TCOU7JCQXEZGVUNU", "KUBE-SVC-ERIFXISQEP7F7OF4", "KUBE-SVC-JD5MR3NA4I4DYORP"):
+    assert (
+        '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in saved
+    )
+    for chain in (
+        "KUBE-SVC-NPX46M4PTMTKRN6Y",
+        "KUBE-SVC-TCOU7JCQXEZGVUNU",
+        "KUBE-SVC-ERIFXISQEP7F7OF4",
+        "KUBE-SVC-JD5MR3NA4I4DYORP",
+    ):
         assert f":{chain} - " in saved
     (record,) = [orjson.loads(l) for l in metrics.read_text().splitlines()]
     assert record["mode"] == "iptables" and record["sync"] == "full"
@@ -61,19 +87,34 @@ def test_seed_applied_and_read_back(node: Netns, backend: str, tmp_path: Path) -
     assert record["bytes"] > 0 and record["rules"] > 0 and record["latency_s"] is not None
 
     # Applying the same log again changes nothing: no duplicated jumps, same rules.
-    again = reconciler("run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name)
+    again = reconciler(
+        "run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name
+    )
     assert again.returncode == 0, again.stderr
     assert rules_only(save(node, backend)) == rules_only(saved)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_second_log_converges_the_kernel(node: Netns, backend: str, tmp_path: Path) -> None:
-    assert reconciler("run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name).returncode == 0
+    assert (
+        reconciler(
+            "run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name
+        ).returncode
+        == 0
+    )
     other = tmp_path / "other.jsonl"
-    other.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [
-        svc("web", "10.96.5.5", [PortSpec(80, "http")]), eps("web", ["10.244.1.1", "10.244.1.2"], [PortSpec(80, "http")]),
-    ]))
-    out = reconciler("run", "--log", str(other), *CIDR, "--once", "--iptables", backend, netns=node.name)
+    other.write_bytes(
+        b"".join(
+            orjson.dumps(e) + b"\n"
+            for e in [
+                svc("web", "10.96.5.5", [PortSpec(80, "http")]),
+                eps("web", ["10.244.1.1", "10.244.1.2"], [PortSpec(80, "http")]),
+            ]
+        )
+    )
+    out = reconciler(
+        "run", "--log", str(other), *CIDR, "--once", "--iptables", backend, netns=node.name
+    )
     assert out.returncode == 0, out.stderr
     saved = save(node, backend)
     chains = [l.split()[0][1:] for l in saved.splitlines() if l.startswith(":KUBE-S")]
@@ -84,16 +125,28 @@ def test_second_log_converges_the_kernel(node: Netns, backend: str, tmp_path: Pa
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_log_leaves_the_kernel_as_it_was(node: Netns, backend: str, tmp_path: Path) -> None:
-    assert reconciler("run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name).returncode == 0
+    assert (
+        reconciler(
+            "run", "--log", SEED, *CIDR, "--once", "--iptables", backend, netns=node.name
+        ).returncode
+        == 0
+    )
     before = rules_only(save(node, backend))
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(
-        orjson.dumps(svc("web", "10.96.5.5")) + b"\n"
-        + orjson.dumps(eps("web", ["10.244.1.300"])) + b"\n"
+        orjson.dumps(svc("web", "10.96.5.5"))
+        + b"\n"
+        + orjson.dumps(eps("web", ["10.244.1.300"]))
+        + b"\n"
     )
-    out = reconciler("run", "--log", str(bad), *CIDR, "--once", "--iptables", backend, netns=node.name)
+    out = reconciler(
+        "run", "--log", str(bad), *CIDR, "--once", "--iptables", backend, netns=node.name
+    )
     assert out.returncode == 2
-    assert out.stderr.strip() == f"{bad}:2: invalid IP address '10.244.1.300' in EndpointSlice ns1/web-abc endpoints"
+    assert (
+        out.stderr.strip()
+        == f"{bad}:2: invalid IP address '10.244.1.300' in EndpointSlice ns1/web-abc endpoints"
+    )
     assert rules_only(save(node, backend)) == before
 
 
@@ -101,14 +154,37 @@ def test_follow_mode_syncs_appended_events(node: Netns, tmp_path: Path) -> None:
     log, metrics = tmp_path / "events.jsonl", tmp_path / "metrics.jsonl"
     log.write_bytes(b"")
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", node.name, sys.executable, "-m", "reconciler", "run", "--log", str(log),
-         *CIDR, "--follow", "--min-sync-period", "100ms", "--metrics", str(metrics)],
-        cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        stderr=subprocess.PIPE, text=True,
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.name,
+            sys.executable,
+            "-m",
+            "reconciler",
+            "run",
+            "--log",
+            str(log),
+            *CIDR,
+            "--follow",
+            "--min-sync-period",
+            "100ms",
+            "--metrics",
+            str(metrics),
+        ],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
+
         def records() -> list[dict[str, object]]:
-            return [orjson.loads(l) for l in metrics.read_text().splitlines()] if metrics.exists() else []
+            return (
+                [orjson.loads(l) for l in metrics.read_text().splitlines()]
+                if metrics.exists()
+                else []
+            )
 
         def wait(predicate: object, timeout: float = 15) -> None:
             deadline = time.monotonic() + timeout
@@ -123,7 +199,9 @@ def test_follow_mode_syncs_appended_events(node: Netns, tmp_path: Path) -> None:
         with log.open("ab") as fh:
             fh.write(Path(ROOT / SEED).read_bytes())
         wait(lambda: "KUBE-SVC-V2OKYYMBY3REGZOG" in node.run("iptables-save"))
-        change = watch_event("MODIFIED", orjson.loads(Path(ROOT / SEED).read_bytes().splitlines()[-1])["object"])
+        change = watch_event(
+            "MODIFIED", orjson.loads(Path(ROOT / SEED).read_bytes().splitlines()[-1])["object"]
+        )
         change["object"]["endpoints"][0]["addresses"] = ["10.244.0.31"]  # type: ignore[index]
         with log.open("ab") as fh:
             fh.write(orjson.dumps(change) + b"\n")
@@ -169,20 +247,41 @@ def test_real_connections_through_a_cluster_ip(netns_factory: type[Netns], tmp_p
     try:
         for i, ip in enumerate(["10.244.0.10", "10.244.0.11"]):
             pod = netns_factory("kpb-pod")
-            node.run("ip", "link", "add", f"veth{i}", "type", "veth", "peer", "name", "eth0", "netns", pod.name)
+            node.run(
+                "ip",
+                "link",
+                "add",
+                f"veth{i}",
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "eth0",
+                "netns",
+                pod.name,
+            )
             node.run("ip", "link", "set", f"veth{i}", "master", "br0", "up")
             pod.run("ip", "addr", "add", f"{ip}/24", "dev", "eth0")
             pod.run("ip", "link", "set", "eth0", "up")
             pod.run("ip", "route", "add", "default", "via", "10.244.0.1")
-            server = subprocess.Popen(["ip", "netns", "exec", pod.name, sys.executable, "-c", SERVER, f"pod-{i}"],
-                                      stdout=subprocess.PIPE, text=True)
+            server = subprocess.Popen(
+                ["ip", "netns", "exec", pod.name, sys.executable, "-c", SERVER, f"pod-{i}"],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             servers.append(server)
             assert server.stdout is not None and server.stdout.readline().strip() == "ready"
         log = tmp_path / "events.jsonl"
         port = [PortSpec(80, "http", target_port=8080)]
-        log.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in [
-            svc("web", "10.96.7.7", port), eps("web", ["10.244.0.10", "10.244.0.11"], port),
-        ]))
+        log.write_bytes(
+            b"".join(
+                orjson.dumps(e) + b"\n"
+                for e in [
+                    svc("web", "10.96.7.7", port),
+                    eps("web", ["10.244.0.10", "10.244.0.11"], port),
+                ]
+            )
+        )
         out = reconciler("run", "--log", str(log), *CIDR, "--once", netns=node.name)
         assert out.returncode == 0, out.stderr
         result = node.run(sys.executable, "-c", CLIENT, "10.96.7.7", "200")

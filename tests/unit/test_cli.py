@@ -18,7 +18,9 @@ def write(path: Path, *lines: bytes) -> str:
 
 
 def test_render_prints_the_restore_input() -> None:
-    out = reconciler("render", "--log", SEED, "--mode", "iptables", "--cluster-cidr", "10.244.0.0/16")
+    out = reconciler(
+        "render", "--log", SEED, "--mode", "iptables", "--cluster-cidr", "10.244.0.0/16"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout == (ROOT / "tests/data/seed.iptables-restore").read_text()
 
@@ -33,7 +35,10 @@ def test_bad_line_exits_2_with_file_and_line(tmp_path: Path) -> None:
     out = reconciler("render", "--log", log, "--mode", "iptables")
     assert out.returncode == 2
     assert out.stdout == ""
-    assert out.stderr.strip() == f"{log}:3: unknown event type 'EXPLODED' (expected ADDED, MODIFIED, DELETED or BOOKMARK)"
+    assert (
+        out.stderr.strip()
+        == f"{log}:3: unknown event type 'EXPLODED' (expected ADDED, MODIFIED, DELETED or BOOKMARK)"
+    )
     assert "Traceback" not in out.stderr
 
 
@@ -48,7 +53,10 @@ def test_skip_invalid_reports_each_line_and_goes_on(tmp_path: Path) -> None:
     out = reconciler("render", "--log", log, "--skip-invalid")
     assert out.returncode == 0
     assert out.stderr.splitlines()[0].startswith(f"{log}:1: not valid JSON")
-    assert out.stderr.splitlines()[1] == f"{log}:3: invalid IP address '10.1.0.999' in EndpointSlice ns1/a-abc endpoints"
+    assert (
+        out.stderr.splitlines()[1]
+        == f"{log}:3: invalid IP address '10.1.0.999' in EndpointSlice ns1/a-abc endpoints"
+    )
     assert "--to-destination 10.1.0.1:80" in out.stdout
 
 

@@ -13,7 +13,9 @@ from reconciler.events import EventType, ServiceEvent, SliceEvent, decode_line
 from reconciler.model import Protocol
 
 SVC = service_object("ns1", "svc1", "10.96.0.10", [PortSpec(80, "http")])
-SLICE = endpoint_slice_object("ns1", "svc1", "svc1-x", [EndpointSpec("10.244.0.5")], [PortSpec(80, "http")])
+SLICE = endpoint_slice_object(
+    "ns1", "svc1", "svc1-x", [EndpointSpec("10.244.0.5")], [PortSpec(80, "http")]
+)
 
 
 def line(event_type: str, obj: Any) -> bytes:
@@ -41,14 +43,22 @@ def test_service_decodes_to_ports() -> None:
     assert event.type is EventType.ADDED
     (port,) = event.ports
     assert (str(port.name), port.cluster_ip, port.port, port.name.protocol) == (
-        "ns1/svc1:http", "10.96.0.10", 80, Protocol.TCP,
+        "ns1/svc1:http",
+        "10.96.0.10",
+        80,
+        Protocol.TCP,
     )
 
 
 def test_slice_decodes_endpoints_and_conditions() -> None:
     obj = endpoint_slice_object(
-        "ns1", "svc1", "s",
-        [EndpointSpec("10.244.0.5"), EndpointSpec("10.244.0.6", ready=False, serving=True, terminating=True)],
+        "ns1",
+        "svc1",
+        "s",
+        [
+            EndpointSpec("10.244.0.5"),
+            EndpointSpec("10.244.0.6", ready=False, serving=True, terminating=True),
+        ],
         [PortSpec(80, "http")],
     )
     event = decode_line(line("MODIFIED", obj))
@@ -59,7 +69,9 @@ def test_slice_decodes_endpoints_and_conditions() -> None:
     ]
 
 
-@pytest.mark.parametrize("text", [b"", b"   ", b'{"type": "BOOKMARK", "object": {"kind": "Service"}}'])
+@pytest.mark.parametrize(
+    "text", [b"", b"   ", b'{"type": "BOOKMARK", "object": {"kind": "Service"}}']
+)
 def test_skipped_lines(text: bytes) -> None:
     assert decode_line(text) is None
 
@@ -74,15 +86,27 @@ def test_skipped_lines(text: bytes) -> None:
         (line("ADDED", patched(SVC, "apiVersion", "v2")), "apiVersion 'v2'"),
         (line("ADDED", patched(SVC, "metadata.name", None)), "has no metadata.name"),
         (line("ADDED", patched(SVC, "metadata.namespace", None)), "has no metadata.namespace"),
-        (line("ADDED", patched(SVC, "spec.clusterIP", "10.96.0.300")), "invalid IP address '10.96.0.300'"),
+        (
+            line("ADDED", patched(SVC, "spec.clusterIP", "10.96.0.300")),
+            "invalid IP address '10.96.0.300'",
+        ),
         (line("ADDED", patched(SVC, "spec.clusterIP", "10.96.00.1")), "invalid IP address"),
         (line("ADDED", patched(SVC, "spec.ports.0.port", 70000)), "invalid port 70000"),
         (line("ADDED", patched(SVC, "spec.ports.0.port", "80")), "invalid port '80'"),
         (line("ADDED", patched(SVC, "spec.ports.0.protocol", "ICMP")), "invalid protocol 'ICMP'"),
         (line("ADDED", patched(SVC, "spec.type", "Magic")), "unknown type 'Magic'"),
-        (line("ADDED", patched(SLICE, "metadata.labels", {})), "has no kubernetes.io/service-name label"),
-        (line("ADDED", patched(SLICE, "endpoints.0.addresses", ["10.244.0.999"])), "invalid IP address '10.244.0.999'"),
-        (line("ADDED", patched(SLICE, "endpoints.0.addresses", ["fd00::1"])), "IPv6 address 'fd00::1' in IPv4"),
+        (
+            line("ADDED", patched(SLICE, "metadata.labels", {})),
+            "has no kubernetes.io/service-name label",
+        ),
+        (
+            line("ADDED", patched(SLICE, "endpoints.0.addresses", ["10.244.0.999"])),
+            "invalid IP address '10.244.0.999'",
+        ),
+        (
+            line("ADDED", patched(SLICE, "endpoints.0.addresses", ["fd00::1"])),
+            "IPv6 address 'fd00::1' in IPv4",
+        ),
         (line("ADDED", patched(SLICE, "endpoints.0.addresses", [])), "endpoint without addresses"),
         (line("ADDED", patched(SLICE, "ports.0.port", 0)), "invalid port 0"),
         (line("ADDED", patched(SLICE, "addressType", "IPX")), "invalid addressType 'IPX'"),
@@ -90,7 +114,7 @@ def test_skipped_lines(text: bytes) -> None:
     ],
 )
 def test_invalid_events_name_the_problem(text: bytes, reason: str) -> None:
-    with pytest.raises(InvalidEvent, match=".*") as info:
+    with pytest.raises(InvalidEvent) as info:
         decode_line(text)
     assert reason in str(info.value)
 
@@ -141,7 +165,9 @@ def test_kubernetes_client_serialization_is_accepted() -> None:
             name="web-1", namespace="prod", labels={"kubernetes.io/service-name": "web"}
         ),
         endpoints=[
-            client.V1Endpoint(addresses=["10.244.1.2"], conditions=client.V1EndpointConditions(ready=True))
+            client.V1Endpoint(
+                addresses=["10.244.1.2"], conditions=client.V1EndpointConditions(ready=True)
+            )
         ],
         ports=[client.DiscoveryV1EndpointPort(name="http", port=8080, protocol="TCP")],
     )

@@ -47,8 +47,14 @@ def test_unnamed_port_has_no_colon() -> None:
 
 @pytest.mark.parametrize(
     ("n", "expected"),
-    [(1, "1.0000000000"), (2, "0.5000000000"), (3, "0.3333333333"), (7, "0.1428571429"),
-     (1000, "0.0010000000"), (1500, "0.0006666667")],
+    [
+        (1, "1.0000000000"),
+        (2, "0.5000000000"),
+        (3, "0.3333333333"),
+        (7, "0.1428571429"),
+        (1000, "0.0010000000"),
+        (1500, "0.0006666667"),
+    ],
 )
 def test_probability_strings(n: int, expected: str) -> None:
     assert names.probability(n) == expected

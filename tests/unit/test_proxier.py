@@ -14,7 +14,9 @@ from tests.helpers import eps, fold, svc
 CONFIG = IptablesConfig(cluster_cidr="10.0.0.0/8")
 
 
-def proxier_with(fake: FakeIptables | None = None) -> tuple[IptablesProxier, ClusterState, FakeIptables]:
+def proxier_with(
+    fake: FakeIptables | None = None,
+) -> tuple[IptablesProxier, ClusterState, FakeIptables]:
     state = ClusterState()
     fake = fake or FakeIptables()
     return IptablesProxier(state, fake, CONFIG), state, fake
@@ -25,7 +27,7 @@ def nat_service_chains(fake: FakeIptables) -> set[str]:
 
 
 def test_first_sync_is_full_then_partial() -> None:
-    proxier, state, fake = proxier_with()
+    proxier, state, _ = proxier_with()
     fold([svc("a", "172.30.0.1"), eps("a", ["10.1.0.1"])], state)
     first = proxier.sync()
     assert first is not None and first.metrics.sync == "full"
@@ -54,12 +56,22 @@ def test_failed_apply_makes_the_next_sync_full() -> None:
     assert proxier.need_full
     retry = proxier.sync()
     assert retry is not None and retry.metrics.sync == "full"
-    assert "10.1.0.2:80" in "\n".join(r for rules in fake.tables["nat"].chains.values() for r in rules)
+    assert "10.1.0.2:80" in "\n".join(
+        r for rules in fake.tables["nat"].chains.values() for r in rules
+    )
 
 
 def test_drift_makes_partial_restore_fail_and_full_sync_repair_it() -> None:
     proxier, state, fake = proxier_with()
-    fold([svc("a", "172.30.0.1"), eps("a", ["10.1.0.1"]), svc("b", "172.30.0.2"), eps("b", ["10.2.0.1"])], state)
+    fold(
+        [
+            svc("a", "172.30.0.1"),
+            eps("a", ["10.1.0.1"]),
+            svc("b", "172.30.0.2"),
+            eps("b", ["10.2.0.1"]),
+        ],
+        state,
+    )
     proxier.sync()
     # Somebody deletes service a's chains by hand (kube-proxy issue #121362's symptom).
     nat = fake.tables["nat"]

@@ -59,9 +59,14 @@ def seed_state() -> ClusterState:
 def test_seed_cluster_renders_the_seed_chain_names() -> None:
     text = render(seed_state(), SEED_CONFIG).text
     for chain in [
-        "KUBE-SVC-V2OKYYMBY3REGZOG", "KUBE-SEP-POZMZY2HDLRATSJV", "KUBE-SEP-Z3HXRORN5VDCFRJU",
-        "KUBE-SEP-S46ZL6MIFVWDY42O", "KUBE-SVC-NPX46M4PTMTKRN6Y", "KUBE-SVC-TCOU7JCQXEZGVUNU",
-        "KUBE-SVC-ERIFXISQEP7F7OF4", "KUBE-SVC-JD5MR3NA4I4DYORP",
+        "KUBE-SVC-V2OKYYMBY3REGZOG",
+        "KUBE-SEP-POZMZY2HDLRATSJV",
+        "KUBE-SEP-Z3HXRORN5VDCFRJU",
+        "KUBE-SEP-S46ZL6MIFVWDY42O",
+        "KUBE-SVC-NPX46M4PTMTKRN6Y",
+        "KUBE-SVC-TCOU7JCQXEZGVUNU",
+        "KUBE-SVC-ERIFXISQEP7F7OF4",
+        "KUBE-SVC-JD5MR3NA4I4DYORP",
     ]:
         assert f":{chain} - [0:0]" in text
     svc_rules = [l for l in text.splitlines() if l.startswith("-A KUBE-SVC-V2OKYYMBY3REGZOG")]
@@ -105,7 +110,9 @@ class TestRepeatedSyncsLikeKubeProxy:
         self.fake = FakeIptables()
         self.proxier = IptablesProxier(self.state, self.fake, UPSTREAM_CONFIG)
 
-    def sync(self, *events: dict[str, object]) -> tuple[str, dict[str, tuple[set[str], dict[str, list[str]], set[str]]]]:
+    def sync(
+        self, *events: dict[str, object]
+    ) -> tuple[str, dict[str, tuple[set[str], dict[str, list[str]], set[str]]]]:
         fold(events, self.state)
         outcome = self.proxier.sync()
         assert outcome is not None
@@ -114,15 +121,18 @@ class TestRepeatedSyncsLikeKubeProxy:
     def test_sequence(self) -> None:
         top_nat = {"KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ"}
         kind, out = self.sync(
-            svc("svc1", "172.30.0.41"), eps("svc1", ["10.0.1.1"]),
+            svc("svc1", "172.30.0.41"),
+            eps("svc1", ["10.0.1.1"]),
             svc("svc2", "172.30.0.42", [PortSpec(8080, "p8080")], namespace="ns2"),
             eps("svc2", ["10.0.2.1"], [PortSpec(8080, "p8080")], namespace="ns2"),
         )
         assert kind == "full"
         chains, rules, _ = out["nat"]
         assert chains == top_nat | {
-            "KUBE-SEP-SNQ3ZNILQDEJNDQO", "KUBE-SEP-UHEGFW77JX3KXTOV",
-            "KUBE-SVC-2VJB64SDSIJUP5T6", "KUBE-SVC-XPGD46QRK7WJZT7O",
+            "KUBE-SEP-SNQ3ZNILQDEJNDQO",
+            "KUBE-SEP-UHEGFW77JX3KXTOV",
+            "KUBE-SVC-2VJB64SDSIJUP5T6",
+            "KUBE-SVC-XPGD46QRK7WJZT7O",
         }
         assert rules["KUBE-SVC-2VJB64SDSIJUP5T6"] == [
             '-A KUBE-SVC-2VJB64SDSIJUP5T6 -m comment --comment "ns2/svc2:p8080 cluster IP" -m tcp -p tcp -d 172.30.0.42 --dport 8080 ! -s 10.0.0.0/8 -j KUBE-MARK-MASQ',
@@ -139,8 +149,14 @@ class TestRepeatedSyncsLikeKubeProxy:
         ]
         assert rules["KUBE-MARK-MASQ"] == ["-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000"]
         fchains, frules, _ = out["filter"]
-        assert fchains == {"KUBE-SERVICES", "KUBE-EXTERNAL-SERVICES", "KUBE-FORWARD", "KUBE-NODEPORTS",
-                           "KUBE-PROXY-FIREWALL", "KUBE-FIREWALL"}
+        assert fchains == {
+            "KUBE-SERVICES",
+            "KUBE-EXTERNAL-SERVICES",
+            "KUBE-FORWARD",
+            "KUBE-NODEPORTS",
+            "KUBE-PROXY-FIREWALL",
+            "KUBE-FIREWALL",
+        }
         assert frules["KUBE-FORWARD"] == [
             "-A KUBE-FORWARD -m conntrack --ctstate INVALID -j DROP",
             '-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT',
@@ -149,18 +165,24 @@ class TestRepeatedSyncsLikeKubeProxy:
 
         # A new service: a partial sync writes only its chains, and every KUBE-SERVICES rule.
         kind, out = self.sync(
-            svc("svc3", "172.30.0.43", namespace="ns3"), eps("svc3", ["10.0.3.1"], namespace="ns3"),
+            svc("svc3", "172.30.0.43", namespace="ns3"),
+            eps("svc3", ["10.0.3.1"], namespace="ns3"),
         )
         chains, rules, deleted = out["nat"]
         assert kind == "partial"
         assert chains == top_nat | {"KUBE-SEP-BSWRHOQ77KEXZLNL", "KUBE-SVC-X27LE4BHSL4DOUIK"}
         assert [r.split("-j ")[-1] for r in rules["KUBE-SERVICES"]] == [
-            "KUBE-SVC-XPGD46QRK7WJZT7O", "KUBE-SVC-2VJB64SDSIJUP5T6", "KUBE-SVC-X27LE4BHSL4DOUIK", "KUBE-NODEPORTS",
+            "KUBE-SVC-XPGD46QRK7WJZT7O",
+            "KUBE-SVC-2VJB64SDSIJUP5T6",
+            "KUBE-SVC-X27LE4BHSL4DOUIK",
+            "KUBE-NODEPORTS",
         ]
         assert not deleted
 
         # Deleting a service deletes its chains (flushed by their chain line, then -X).
-        kind, out = self.sync(watch_event("DELETED", svc("svc2", "172.30.0.42", namespace="ns2")["object"]))
+        kind, out = self.sync(
+            watch_event("DELETED", svc("svc2", "172.30.0.42", namespace="ns2")["object"])
+        )
         chains, rules, deleted = out["nat"]
         assert chains == top_nat | {"KUBE-SEP-UHEGFW77JX3KXTOV", "KUBE-SVC-2VJB64SDSIJUP5T6"}
         assert deleted == {"KUBE-SEP-UHEGFW77JX3KXTOV", "KUBE-SVC-2VJB64SDSIJUP5T6"}
@@ -179,7 +201,11 @@ class TestRepeatedSyncsLikeKubeProxy:
         # A changed endpoint: the service's chains are rewritten, the old SEP deleted.
         kind, out = self.sync(eps("svc3", ["10.0.3.2"], namespace="ns3", event="MODIFIED"))
         chains, rules, deleted = out["nat"]
-        assert chains == top_nat | {"KUBE-SEP-BSWRHOQ77KEXZLNL", "KUBE-SEP-DKCFIS26GWF2WLWC", "KUBE-SVC-X27LE4BHSL4DOUIK"}
+        assert chains == top_nat | {
+            "KUBE-SEP-BSWRHOQ77KEXZLNL",
+            "KUBE-SEP-DKCFIS26GWF2WLWC",
+            "KUBE-SVC-X27LE4BHSL4DOUIK",
+        }
         assert deleted == {"KUBE-SEP-BSWRHOQ77KEXZLNL"}
         assert rules["KUBE-SVC-X27LE4BHSL4DOUIK"][-1] == (
             '-A KUBE-SVC-X27LE4BHSL4DOUIK -m comment --comment "ns3/svc3:p80 -> 10.0.3.2:80" -j KUBE-SEP-DKCFIS26GWF2WLWC'
@@ -187,27 +213,44 @@ class TestRepeatedSyncsLikeKubeProxy:
         # The fake kernel, which validates like iptables-restore, ends with exactly these chains.
         kernel = set(self.fake.tables["nat"].chains)
         assert {c for c in kernel if c.startswith("KUBE-S")} == {
-            "KUBE-SERVICES", "KUBE-SVC-XPGD46QRK7WJZT7O", "KUBE-SEP-SNQ3ZNILQDEJNDQO",
-            "KUBE-SVC-X27LE4BHSL4DOUIK", "KUBE-SEP-DKCFIS26GWF2WLWC",
-            "KUBE-SVC-4SW47YFZTEDKD3PK", "KUBE-SEP-AYCN5HPXMIRJNJXU",
+            "KUBE-SERVICES",
+            "KUBE-SVC-XPGD46QRK7WJZT7O",
+            "KUBE-SEP-SNQ3ZNILQDEJNDQO",
+            "KUBE-SVC-X27LE4BHSL4DOUIK",
+            "KUBE-SEP-DKCFIS26GWF2WLWC",
+            "KUBE-SVC-4SW47YFZTEDKD3PK",
+            "KUBE-SEP-AYCN5HPXMIRJNJXU",
         }
 
 
 def test_partial_sync_at_scale_writes_only_the_changed_service() -> None:
     events: list[dict[str, object]] = []
     for i in range(300):
-        events += [svc(f"s{i}", f"10.96.1.{i % 250}", namespace=f"n{i}"),
-                   eps(f"s{i}", [f"10.1.{i // 250}.{i % 250}", "10.2.0.1"], namespace=f"n{i}")]
+        events += [
+            svc(f"s{i}", f"10.96.1.{i % 250}", namespace=f"n{i}"),
+            eps(f"s{i}", [f"10.1.{i // 250}.{i % 250}", "10.2.0.1"], namespace=f"n{i}"),
+        ]
     state = fold(events)
     state.drain()
     full = render(state, SEED_CONFIG)
     fold([eps("s7", ["10.1.0.7", "10.2.0.2"], namespace="n7", event="MODIFIED")], state)
     changed = state.drain()
-    partial = render(state, SEED_CONFIG, changed=changed, previous=full.port_chains, missing_jumps=())
-    declared = {l[1:].split()[0] for l in partial.text.split("*nat")[1].splitlines() if l.startswith(":")}
+    partial = render(
+        state, SEED_CONFIG, changed=changed, previous=full.port_chains, missing_jumps=()
+    )
+    declared = {
+        l[1:].split()[0] for l in partial.text.split("*nat")[1].splitlines() if l.startswith(":")
+    }
     per_service = {c for c in declared if c.startswith(("KUBE-SVC-", "KUBE-SEP-"))}
-    own = set(full.port_chains[next(iter(p for p in full.port_chains if p.service.name == "s7"))].chains)
-    assert per_service == own | {c for c in partial.port_chains[next(p for p in partial.port_chains if p.service.name == "s7")].chains}
+    own = set(
+        full.port_chains[next(iter(p for p in full.port_chains if p.service.name == "s7"))].chains
+    )
+    assert per_service == own | {
+        c
+        for c in partial.port_chains[
+            next(p for p in partial.port_chains if p.service.name == "s7")
+        ].chains
+    }
     assert len(per_service) == 4  # SVC + 2 SEPs written, 1 old SEP flushed for deletion
     assert partial.deleted_chains and len(partial.deleted_chains) == 1
     assert partial.text.count("-A KUBE-SERVICES") == 301  # all top-level rules, every sync
@@ -215,7 +258,10 @@ def test_partial_sync_at_scale_writes_only_the_changed_service() -> None:
 
 
 def test_large_cluster_mode_drops_endpoint_comments() -> None:
-    events = [svc("big", "10.96.0.5"), eps("big", [f"10.1.{i // 250}.{i % 250}" for i in range(1001)])]
+    events = [
+        svc("big", "10.96.0.5"),
+        eps("big", [f"10.1.{i // 250}.{i % 250}" for i in range(1001)]),
+    ]
     state = fold(events)
     state.drain()
     text = render(state, SEED_CONFIG).text
@@ -225,13 +271,18 @@ def test_large_cluster_mode_drops_endpoint_comments() -> None:
 
 
 def test_nodeport_uses_an_external_chain() -> None:
-    state = fold([
-        svc("np", "172.30.0.41", [PortSpec(80, "p80", node_port=3001)], type_="NodePort"),
-        eps("np", ["10.180.0.1", "10.180.0.2"]),
-    ])
+    state = fold(
+        [
+            svc("np", "172.30.0.41", [PortSpec(80, "p80", node_port=3001)], type_="NodePort"),
+            eps("np", ["10.180.0.1", "10.180.0.2"]),
+        ]
+    )
     state.drain()
     text = render(state, UPSTREAM_CONFIG).text
-    assert "-A KUBE-NODEPORTS -m comment --comment ns1/np:p80 -m tcp -p tcp --dport 3001 -j KUBE-EXT-" in text
+    assert (
+        "-A KUBE-NODEPORTS -m comment --comment ns1/np:p80 -m tcp -p tcp --dport 3001 -j KUBE-EXT-"
+        in text
+    )
     ext = [l for l in text.splitlines() if l.startswith("-A KUBE-EXT-")]
     assert [l.split(" ", 2)[2] for l in ext] == [
         '-m comment --comment "masquerade traffic for ns1/np:p80 external destinations" -j KUBE-MARK-MASQ',
@@ -240,22 +291,40 @@ def test_nodeport_uses_an_external_chain() -> None:
 
 
 def test_no_endpoints_with_nodeport_rejects_in_both_filter_chains() -> None:
-    state = fold([svc("np", "172.30.0.41", [PortSpec(80, "p80", node_port=3001)], type_="NodePort")])
+    state = fold(
+        [svc("np", "172.30.0.41", [PortSpec(80, "p80", node_port=3001)], type_="NodePort")]
+    )
     state.drain()
     text = render(state, UPSTREAM_CONFIG).text
-    assert '-A KUBE-SERVICES -m comment --comment "ns1/np:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j REJECT' in text
-    assert '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/np:p80 has no endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 3001 -j REJECT' in text
+    assert (
+        '-A KUBE-SERVICES -m comment --comment "ns1/np:p80 has no endpoints" -m tcp -p tcp -d 172.30.0.41 --dport 80 -j REJECT'
+        in text
+    )
+    assert (
+        '-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/np:p80 has no endpoints" -m addrtype --dst-type LOCAL -m tcp -p tcp --dport 3001 -j REJECT'
+        in text
+    )
 
 
 def test_session_affinity_rules() -> None:
-    state = fold([svc("aff", "172.30.0.41", session_affinity_timeout=300), eps("aff", ["10.0.1.1", "10.0.1.2"])])
+    state = fold(
+        [
+            svc("aff", "172.30.0.41", session_affinity_timeout=300),
+            eps("aff", ["10.0.1.1", "10.0.1.2"]),
+        ]
+    )
     state.drain()
     text = render(state, UPSTREAM_CONFIG).text
     svc_rules = [l for l in text.splitlines() if l.startswith("-A KUBE-SVC-")]
     assert "-m recent --name KUBE-SEP-" in svc_rules[1]
-    assert svc_rules[1].endswith("--rcheck --seconds 300 --reap -j " + svc_rules[1].split("--name ")[1].split()[0])
+    assert svc_rules[1].endswith(
+        "--rcheck --seconds 300 --reap -j " + svc_rules[1].split("--name ")[1].split()[0]
+    )
     assert "--probability 0.5000000000" in svc_rules[3]
-    assert any("-m recent --name KUBE-SEP-" in l and "--set -m tcp -p tcp -j DNAT" in l for l in text.splitlines())
+    assert any(
+        "-m recent --name KUBE-SEP-" in l and "--set -m tcp -p tcp -j DNAT" in l
+        for l in text.splitlines()
+    )
 
 
 @pytest.mark.parametrize("liberal", [False, True])
@@ -266,11 +335,18 @@ def test_invalid_drop_follows_tcp_be_liberal(liberal: bool) -> None:
 
 
 def test_unready_endpoints_fall_back_to_terminating_ones() -> None:
-    state = fold([
-        svc("t", "172.30.0.41"),
-        eps("t", [EndpointSpec("10.0.1.1", ready=False, serving=True, terminating=True),
-                  EndpointSpec("10.0.1.2", ready=False, serving=False, terminating=True)]),
-    ])
+    state = fold(
+        [
+            svc("t", "172.30.0.41"),
+            eps(
+                "t",
+                [
+                    EndpointSpec("10.0.1.1", ready=False, serving=True, terminating=True),
+                    EndpointSpec("10.0.1.2", ready=False, serving=False, terminating=True),
+                ],
+            ),
+        ]
+    )
     state.drain()
     text = render(state, UPSTREAM_CONFIG).text
     assert "DNAT --to-destination 10.0.1.1:80" in text

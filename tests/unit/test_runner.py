@@ -47,8 +47,15 @@ class Follower:
 
     def _run(self, config: RunnerConfig) -> None:
         try:
-            follow(self.reader, self.state, self.proxier, self.recorder, config, self.stop,
-                   warn=self.warnings.append)
+            follow(
+                self.reader,
+                self.state,
+                self.proxier,
+                self.recorder,
+                config,
+                self.stop,
+                warn=self.warnings.append,
+            )
         except BaseException as exc:  # handed to the test thread
             self.error = exc
 
@@ -98,7 +105,9 @@ def test_partial_last_line_is_waited_for(follower: Follower) -> None:
     assert follower.recorder.syncs[-1].latency_s is not None
 
 
-@pytest.mark.parametrize("follower", [RunnerConfig(min_sync_period_s=0.6, sync_period_s=30)], indirect=True)
+@pytest.mark.parametrize(
+    "follower", [RunnerConfig(min_sync_period_s=0.6, sync_period_s=30)], indirect=True
+)
 def test_events_are_batched_for_min_sync_period(follower: Follower) -> None:
     follower.wait_for(lambda: len(follower.recorder.syncs) == 1)
     follower.append(b"".join(line(svc(f"s{i}", f"172.30.0.{i}")) for i in range(1, 6)))
@@ -108,7 +117,9 @@ def test_events_are_batched_for_min_sync_period(follower: Follower) -> None:
     assert kinds == [("full", 0), ("partial", 5)]
 
 
-@pytest.mark.parametrize("follower", [RunnerConfig(min_sync_period_s=0.01, sync_period_s=0.2)], indirect=True)
+@pytest.mark.parametrize(
+    "follower", [RunnerConfig(min_sync_period_s=0.01, sync_period_s=0.2)], indirect=True
+)
 def test_full_sync_every_sync_period(follower: Follower) -> None:
     follower.wait_for(lambda: len(follower.recorder.syncs) >= 3)
     assert {m.sync for m in follower.recorder.syncs} == {"full"}
@@ -128,8 +139,12 @@ def test_failed_apply_is_followed_by_a_full_sync(follower: Follower) -> None:
 def test_bad_line_stops_without_applying_the_batch(follower: Follower) -> None:
     follower.wait_for(lambda: len(follower.recorder.syncs) == 1)
     restores = len(follower.fake.restores)
-    follower.append(line(svc("a", "172.30.0.1")) + b'{"type": "ADDED", "object": {"kind": "Pod"}}\n')
+    follower.append(
+        line(svc("a", "172.30.0.1")) + b'{"type": "ADDED", "object": {"kind": "Pod"}}\n'
+    )
     follower.wait_for(lambda: follower.error is not None)
     assert isinstance(follower.error, LogLineError)
-    assert str(follower.error).endswith("events.jsonl:2: unsupported kind 'Pod' (expected Service or EndpointSlice)")
+    assert str(follower.error).endswith(
+        "events.jsonl:2: unsupported kind 'Pod' (expected Service or EndpointSlice)"
+    )
     assert len(follower.fake.restores) == restores

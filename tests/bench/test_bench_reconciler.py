@@ -1,0 +1,149 @@
+"""Benchmarks of the reconciler's hot paths against the targets of issue #2 (run by nox -s bench).
+
+Figures land in pytest-benchmark's table and JSON; the asserts check the targets on the
+median of several rounds, since these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.eventlog import SyntheticCluster, write_log
+from reconciler.iptables.render import IptablesConfig, RenderedRules, render
+from reconciler.logreader import LogReader
+from reconciler.state import ClusterState
+
+pytestmark = pytest.mark.bench
+CONFIG = IptablesConfig(cluster_cidr="10.244.0.0/16")
+SERVICES, ENDPOINTS = 10_000, 10
+
+
+def churn_events(
+    cluster: SyntheticCluster, changes: int, seed: int = 7
+) -> Iterator[dict[str, Any]]:
+    rng = random.Random(seed)
+    yield from cluster.initial_events()
+    first_new_pod = cluster.services * cluster.endpoints_per_service + 1
+    for k in range(changes):
+        yield cluster.replace_one_endpoint(rng.randrange(cluster.services), first_new_pod + k)
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("logs")
+    cluster = SyntheticCluster(SERVICES, ENDPOINTS)
+    out = {"state": root / "state.jsonl", "churn": root / "churn.jsonl"}
+    write_log(out["state"], cluster.initial_events())
+    write_log(out["churn"], churn_events(cluster, changes=20_000))
+    return out
+
+
+def replay(path: Path) -> tuple[ClusterState, int]:
+    reader = LogReader(path)
+    events = reader.read_available(at_eof=True)
+    reader.close()
+    state = ClusterState()
+    state.apply_all(events)
+    return state, len(events)
+
+
+@pytest.fixture(scope="module")
+def state(logs: dict[str, Path]) -> ClusterState:
+    st, _ = replay(logs["state"])
+    st.drain()
+    return st
+
+
+def test_replay_parse_and_fold(benchmark: Any, logs: dict[str, Path]) -> None:
+    """Parse + fold 40,000 events (10,000 services and slices, then 20,000 slice changes)."""
+    _, count = benchmark.pedantic(replay, args=(logs["churn"],), rounds=5, iterations=1)
+    rate = count / benchmark.stats.stats.median
+    benchmark.extra_info.update(events=count, events_per_s=round(rate))
+    assert rate >= 50_000, f"replay at {rate:,.0f} events/s"
+
+
+def test_drain_10k(benchmark: Any, logs: dict[str, Path]) -> None:
+    """The sync's first step: merge slices into sorted endpoint lists for 10,000 services."""
+
+    def setup() -> tuple[tuple[ClusterState], dict[str, Any]]:
+        return (replay(logs["state"])[0],), {}
+
+    benchmark.pedantic(lambda st: st.drain(), setup=setup, rounds=3, iterations=1)
+
+
+def test_full_render_10k_services(benchmark: Any, state: ClusterState) -> None:
+    rendered: RenderedRules = benchmark.pedantic(
+        render, args=(state, CONFIG), rounds=5, iterations=1
+    )
+    benchmark.extra_info.update(rules=rendered.rules_written, bytes=len(rendered.text))
+    assert rendered.endpoints == SERVICES * ENDPOINTS
+    assert benchmark.stats.stats.median <= 1.0
+
+
+def test_full_render_1k_services(benchmark: Any, logs: dict[str, Path], tmp_path: Path) -> None:
+    small = tmp_path / "1k.jsonl"
+    write_log(small, SyntheticCluster(1_000, ENDPOINTS).initial_events())
+    st, _ = replay(small)
+    st.drain()
+    benchmark.pedantic(render, args=(st, CONFIG), rounds=10, iterations=1)
+
+
+def test_partial_render_after_one_endpoint_change_10k(benchmark: Any, state: ClusterState) -> None:
+    full = render(state, CONFIG)
+    cluster = SyntheticCluster(SERVICES, ENDPOINTS)
+    import orjson
+
+    from reconciler.events import decode_line
+
+    event = decode_line(orjson.dumps(cluster.replace_one_endpoint(4242, 500_000)))
+    assert event is not None
+    state.apply(event)
+    changed = state.drain()
+    assert len(changed) == 1
+    rendered = benchmark.pedantic(
+        render,
+        args=(state, CONFIG),
+        kwargs={"changed": changed, "previous": full.port_chains, "missing_jumps": ()},
+        rounds=10,
+        iterations=1,
+    )
+    nat = rendered.text.split("*nat\n", 1)[1]
+    per_service = [l for l in nat.splitlines() if l.startswith((":KUBE-SVC-", ":KUBE-SEP-"))]
+    # The changed service's SVC chain, its 10 SEP chains, and the replaced SEP (flushed, deleted).
+    assert len(per_service) == 1 + ENDPOINTS + 1
+    assert rendered.deleted_chains and len(rendered.deleted_chains) == 1
+    assert nat.count("-A KUBE-SERVICES") == SERVICES + 1
+    benchmark.extra_info.update(
+        bytes=len(rendered.text), rules=rendered.rules_written, full_bytes=len(full.text)
+    )
+
+
+RSS_PROBE = """
+import resource, sys
+from pathlib import Path
+from tests.bench.test_bench_reconciler import replay
+state, _ = replay(Path(sys.argv[1]))
+state.drain()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_state_10k_fits_in_300mb(logs: dict[str, Path]) -> None:
+    root = Path(__file__).resolve().parent.parent.parent
+    out = subprocess.run(
+        [sys.executable, "-c", RSS_PROBE, str(logs["state"])],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rss_mb = int(out.stdout.strip())
+    print(f"\nmax RSS after replaying 10,000 services x 10 endpoints: {rss_mb} MB")
+    assert rss_mb <= 300
