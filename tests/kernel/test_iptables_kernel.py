@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from harness.netns import Netns
 from tests.cli import ROOT, reconciler
 from tests.helpers import PortSpec, eps, svc, watch_event
-from tests.kernel.conftest import Netns
+from tests.kernel.conftest import NetnsFactory
 
 pytestmark = pytest.mark.kernel
 SEED = "tests/data/seed.jsonl"
@@ -236,7 +237,7 @@ print(json.dumps(seen))
 """
 
 
-def test_real_connections_through_a_cluster_ip(netns_factory: type[Netns], tmp_path: Path) -> None:
+def test_real_connections_through_a_cluster_ip(netns_factory: NetnsFactory, tmp_path: Path) -> None:
     """Two pods behind a ClusterIP; new TCP connections from the node reach both."""
     node = netns_factory("kpb-node")
     node.run("ip", "link", "add", "br0", "type", "bridge")
