@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -52,7 +51,3 @@ class MetricsWriter:
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
-
-
-def now() -> float:
-    return time.time()

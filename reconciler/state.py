@@ -148,9 +148,6 @@ class ClusterState:
         for name in self._sorted_names:
             yield ports[name]
 
-    def ports_of(self, service: NamespacedName) -> tuple[ServicePort, ...]:
-        return self._applied.get(service, _EMPTY).ports
-
 
 def _single_slice(key: NamespacedName, data: SliceData, node: str) -> EndpointsByPort | None:
     """The common case of one slice without duplicates, merged without the general dedup.

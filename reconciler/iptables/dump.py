@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 
 BUILTIN_CHAINS = {
@@ -61,12 +60,3 @@ def chain_names(save_text: str, table: str) -> list[str]:
         elif in_table and line.startswith(":"):
             names.append(line[1:].split(" ", 1)[0])
     return names
-
-
-def rule_target(spec: str) -> str | None:
-    """The -j target of a rule spec, or None."""
-    tokens = shlex.split(spec)
-    for i, tok in enumerate(tokens[:-1]):
-        if tok in ("-j", "--jump"):
-            return tokens[i + 1]
-    return None

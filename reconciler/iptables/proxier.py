@@ -16,7 +16,7 @@ from reconciler.iptables.render import (
     RenderedRules,
     render,
 )
-from reconciler.metrics import SyncMetrics, cpu_seconds, now
+from reconciler.metrics import SyncMetrics, cpu_seconds
 from reconciler.model import ServicePortName
 from reconciler.state import ClusterState
 
@@ -102,6 +102,6 @@ class IptablesProxier:
             deleted_chains=len(rendered.deleted_chains),
             changed_services=len(changed),
             latency_s=None if newest_event is None else applied - newest_event,
-            timestamp=now(),
+            timestamp=time.time(),
         )
         return SyncOutcome(rendered, metrics)
