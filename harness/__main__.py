@@ -2,19 +2,27 @@
 
 import sys
 
-USAGE = """usage: python -m harness demo [--services N] [--endpoints E]
+USAGE = """usage: python -m harness COMMAND [options]
 
+  smoke  one Service with N pods in a node (--node uml|netns), R new connections to its
+         ClusterIP; prints one JSON line
   demo   full vs partial iptables syncs on the host kernel, in a throwaway network namespace
-         (the UML node, smoke, calibrate and the full bench arrive with issues 3-5)"""
+
+(calibrate and the full bench arrive with issues 4 and 5)"""
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo",):
-        print(USAGE, file=sys.stderr)
-        return 2
-    from harness import demo
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command == "smoke":
+        from harness import smoke
 
-    return demo.main(sys.argv[2:])
+        return smoke.main(sys.argv[2:])
+    if command == "demo":
+        from harness import demo
+
+        return demo.main(sys.argv[2:])
+    print(USAGE, file=sys.stderr)
+    return 2
 
 
 sys.exit(main())

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from harness.eventlog import SyntheticCluster, encode, write_log
-from harness.netns import Netns, NodeUnavailable
+from harness.netns import Netns
+from harness.node.base import NodeUnavailable
 
 CIDR = "10.244.0.0/16"
 

@@ -8,12 +8,10 @@ import shutil
 import signal
 import subprocess
 import uuid
-from types import FrameType, TracebackType
-from typing import Any
+from types import TracebackType
 
-
-class NodeUnavailable(RuntimeError):
-    """The node cannot start here; the message says what is missing and how to install it."""
+from harness.node.base import NodeUnavailable
+from harness.signals import SigtermUnwinds
 
 
 def _check() -> None:
@@ -23,39 +21,23 @@ def _check() -> None:
         raise NodeUnavailable("`ip` not found: apt-get install iproute2")
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-class _SigtermUnwinds:
-    """While any namespace is open, SIGTERM raises KeyboardInterrupt so `with` blocks clean up."""
-
-    open_count = 0
-    previous: Any = None
-
-    @classmethod
-    def acquire(cls) -> None:
-        if cls.open_count == 0:
-            cls.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        cls.open_count += 1
-
-    @classmethod
-    def release(cls) -> None:
-        cls.open_count -= 1
-        if cls.open_count == 0:
-            signal.signal(signal.SIGTERM, cls.previous)
-
-
 class Netns:
     """`with Netns() as ns:` creates a fresh namespace; leaving the block deletes it."""
 
     def __init__(self, prefix: str = "kpbench") -> None:
         self.name = f"{prefix}-{uuid.uuid4().hex[:8]}"
 
+    @classmethod
+    def attach(cls, name: str) -> Netns:
+        """An existing namespace, to run commands in or delete."""
+        ns = cls.__new__(cls)
+        ns.name = name
+        return ns
+
     def __enter__(self) -> Netns:
         _check()
         subprocess.run(["ip", "netns", "add", self.name], check=True, capture_output=True)
-        _SigtermUnwinds.acquire()
+        SigtermUnwinds.acquire()
         self.exec("ip", "link", "set", "lo", "up")
         return self
 
@@ -92,7 +74,7 @@ class Netns:
         try:
             self.delete()
         finally:
-            _SigtermUnwinds.release()
+            SigtermUnwinds.release()
 
 
 def existing() -> list[str]:

@@ -28,6 +28,9 @@ class SyncMetrics:
     changed_services: int
     latency_s: float | None
     timestamp: float
+    # Log lines folded before this sync: a writer waits for log_lines >= its line to know
+    # that its event is in the kernel.
+    log_lines: int = 0
 
 
 def cpu_seconds() -> float:

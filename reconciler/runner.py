@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import Protocol
 
@@ -52,7 +52,7 @@ def run_once(
     state.apply_all(events)
     outcome = proxier.sync(full=True, newest_event=arrived if events else None)
     if outcome is not None:
-        metrics.write(outcome.metrics)
+        metrics.write(replace(outcome.metrics, log_lines=reader.line_number))
 
 
 class StopFlag:
@@ -89,9 +89,13 @@ def follow(
     clock: Callable[[], float] = time.monotonic,
     warn: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
 ) -> None:
-    """Tail the log until `stop` is set. A bad line raises LogLineError (nothing applied)."""
+    """Tail the log until `stop` is set. A bad line raises LogLineError (nothing applied).
+
+    After a failed apply the next sync is full; it runs when new changes arrive (after
+    min_sync_period) or, without any, after sync_period, as kube-proxy's runner retries.
+    """
     last_sync_start = -float("inf")
-    last_full = -float("inf")
+    next_full = -float("inf")
     newest_event: float | None = None
     while not stop.is_set():
         events = reader.read_available()
@@ -99,18 +103,23 @@ def follow(
         if events:
             state.apply_all(events)
             newest_event = now
-        due_full = proxier.need_full or now - last_full >= config.sync_period_s
-        if (state.pending or due_full) and now - last_sync_start >= config.min_sync_period_s:
-            last_sync_start = now
-            try:
-                outcome = proxier.sync(full=due_full, newest_event=newest_event)
-            except ApplyError as exc:
-                warn(f"sync failed, the next one will be full: {exc}")
-                continue
-            if due_full:
-                last_full = now
-            newest_event = None
-            if outcome is not None:
-                metrics.write(outcome.metrics)
+        periodic = now >= next_full
+        wanted = state.pending and now - last_sync_start >= config.min_sync_period_s
+        if not (wanted or periodic):
+            stop.wait(POLL_INTERVAL_S)
             continue
-        stop.wait(POLL_INTERVAL_S)
+        last_sync_start = now
+        full = periodic or proxier.need_full
+        try:
+            outcome = proxier.sync(full=full, newest_event=newest_event)
+        except ApplyError as exc:
+            warn(
+                f"sync failed; retrying with a full sync in {config.sync_period_s:g} s or on the next change: {exc}"
+            )
+            next_full = now + config.sync_period_s
+            continue
+        if full:
+            next_full = now + config.sync_period_s
+        newest_event = None
+        if outcome is not None:
+            metrics.write(replace(outcome.metrics, log_lines=reader.line_number))

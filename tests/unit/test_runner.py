@@ -103,6 +103,7 @@ def test_partial_last_line_is_waited_for(follower: Follower) -> None:
     follower.wait_for(lambda: "10.1.0.1:80" in follower.nat_text())
     assert follower.recorder.syncs[-1].sync == "partial"
     assert follower.recorder.syncs[-1].latency_s is not None
+    assert follower.recorder.syncs[-1].log_lines == 2
 
 
 @pytest.mark.parametrize(
@@ -126,14 +127,30 @@ def test_full_sync_every_sync_period(follower: Follower) -> None:
     assert all(m.latency_s is None for m in follower.recorder.syncs)
 
 
-def test_failed_apply_is_followed_by_a_full_sync(follower: Follower) -> None:
+def test_failed_apply_is_retried_full_on_the_next_change(follower: Follower) -> None:
     follower.wait_for(lambda: len(follower.recorder.syncs) == 1)
     follower.fake.fail_next = "simulated failure"
     follower.append(line(svc("a", "172.30.0.1")) + line(eps("a", ["10.1.0.1"])))
+    follower.wait_for(lambda: bool(follower.warnings))
+    assert "simulated failure" in follower.warnings[0]
+    time.sleep(0.3)  # no retry storm: without a new change it waits for sync_period (30 s)
+    assert len(follower.warnings) == 1 and len(follower.recorder.syncs) == 1
+    follower.append(line(svc("b", "172.30.0.2")))
     follower.wait_for(lambda: len(follower.recorder.syncs) == 2)
-    assert follower.warnings and "simulated failure" in follower.warnings[0]
     assert follower.recorder.syncs[1].sync == "full"
     assert "10.1.0.1:80" in follower.nat_text()
+
+
+@pytest.mark.parametrize(
+    "follower", [RunnerConfig(min_sync_period_s=0.01, sync_period_s=0.3)], indirect=True
+)
+def test_failed_apply_is_retried_after_sync_period(follower: Follower) -> None:
+    follower.wait_for(lambda: len(follower.recorder.syncs) >= 1)
+    follower.fake.fail_next = "simulated failure"
+    follower.append(line(svc("a", "172.30.0.1")) + line(eps("a", ["10.1.0.1"])))
+    follower.wait_for(lambda: bool(follower.warnings))
+    follower.wait_for(lambda: "10.1.0.1:80" in follower.nat_text())
+    assert len(follower.warnings) == 1
 
 
 def test_bad_line_stops_without_applying_the_batch(follower: Follower) -> None:
