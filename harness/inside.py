@@ -25,6 +25,7 @@ from harness.publisher import EventPublisher, ServiceSlice
 
 POD_CIDR = "10.244.0.0/16"
 SERVICE_IP = "10.96.0.100"
+NODE_NAME = "kpbench-node"  # the pods' nodeName, so the reconciler sees them as local
 
 
 class InjectedFailure(RuntimeError):
@@ -48,7 +49,7 @@ async def smoke(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(args.pods)
     ]
     backends = PodBackends()
-    publisher = EventPublisher(log, metrics)
+    publisher = EventPublisher(log, metrics, NODE_NAME)
     reconciler: asyncio.subprocess.Process | None = None
     created: list[Pod] = []
     try:

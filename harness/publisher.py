@@ -39,8 +39,9 @@ class EventPublisher:
     """Appends watch events; `wait_applied()` blocks until the reconciler's metrics say a sync
     covered the last line written (`log_lines` >= it)."""
 
-    def __init__(self, log: Path, metrics: Path) -> None:
+    def __init__(self, log: Path, metrics: Path, node_name: str = "") -> None:
         self.log = log
+        self.node_name = node_name or None
         self.metrics = metrics
         self.lines = 0
         self._fh = log.open("ab")
@@ -65,7 +66,14 @@ class EventPublisher:
 
     def publish(self, svc: ServiceSlice, event_type: str = "MODIFIED") -> int:
         eps = [
-            EndpointSpec(ip, ready=ready, serving=serving, terminating=terminating, pod_name=pod)
+            EndpointSpec(
+                ip,
+                ready=ready,
+                serving=serving,
+                terminating=terminating,
+                pod_name=pod,
+                node_name=self.node_name,
+            )
             for pod, (ip, ready, serving, terminating) in svc.endpoints.items()
         ]
         obj = endpoint_slice_object(svc.namespace, svc.name, f"{svc.name}-kpb", eps, [svc.port])

@@ -21,17 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-sync-period", default="200ms")
     parser.add_argument("--fail-at", choices=["pods"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.mode == "ipvs":
-        print(
-            "error: --mode ipvs is not supported yet (it arrives with the ipvs issue)",
-            file=sys.stderr,
-        )
-        return 2
     if not 1 <= args.pods <= 60000:
         parser.error("--pods must be between 1 and 60000")
 
     try:
         with create_node(args.node) as node:
+            if args.mode == "ipvs" and not node.info.has_ipvs:
+                print(
+                    f"error: the {args.node} node's kernel ({node.info.kernel}) has no IPVS"
+                    " (modprobe ip_vs found nothing); use --node uml",
+                    file=sys.stderr,
+                )
+                return 1
             print(
                 f"{args.node} node up in {node.info.start_s} s (kernel {node.info.kernel});"
                 f" {args.pods} pods, {args.requests} requests ...",

@@ -12,9 +12,21 @@ from reconciler.errors import LogLineError, ReconcilerError
 from reconciler.iptables.kernel import KernelIptables, set_sysctl
 from reconciler.iptables.proxier import IptablesProxier
 from reconciler.iptables.render import IptablesConfig, render
+from reconciler.ipvs.kernel import KernelIpvs
+from reconciler.ipvs.proxier import IpvsProxier
+from reconciler.ipvs.render import (
+    KNOWN_SCHEDULERS,
+    Aggregate,
+    Delta,
+    IpvsConfig,
+    ipset_save,
+    iptables_rules,
+    ipvsadm_save,
+    port_state,
+)
 from reconciler.logreader import LogReader
 from reconciler.metrics import MetricsWriter
-from reconciler.runner import RunnerConfig, StopFlag, follow, run_once
+from reconciler.runner import Proxier, RunnerConfig, StopFlag, follow, run_once
 from reconciler.state import ClusterState
 
 EXIT_BAD_INPUT = 2
@@ -77,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--skip-invalid", action="store_true", help="report bad lines and go on instead of stopping"
     )
+    common.add_argument(
+        "--ipvs-scheduler", default="rr", help="IPVS scheduler in ipvs mode (default rr)"
+    )
 
     sub.add_parser(
         "render", parents=[common], help="print the iptables-restore input of a full sync"
@@ -119,9 +134,10 @@ def _report(error: LogLineError) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.mode == "ipvs":
+    if args.mode == "ipvs" and args.ipvs_scheduler not in KNOWN_SCHEDULERS:
         print(
-            "error: --mode ipvs is not supported yet (it arrives with the ipvs issue)",
+            f"error: unknown --ipvs-scheduler {args.ipvs_scheduler!r}"
+            f" (one of {', '.join(KNOWN_SCHEDULERS)})",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
@@ -141,21 +157,45 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _ipvs_config(args: argparse.Namespace) -> IpvsConfig:
+    return IpvsConfig(
+        cluster_cidr=args.cluster_cidr,
+        masquerade_all=args.masquerade_all,
+        scheduler=args.ipvs_scheduler,
+    )
+
+
 def _render(args: argparse.Namespace, reader: LogReader) -> int:
     state = ClusterState(node_name=args.hostname_override)
     state.apply_all(reader.read_available(at_eof=True))
     state.drain()
-    sys.stdout.write(render(state, _config(args)).text)
+    if args.mode == "iptables":
+        sys.stdout.write(render(state, _config(args)).text)
+        return 0
+    config = _ipvs_config(args)
+    aggregate, delta = Aggregate(), Delta()
+    for sp in state.sorted_service_ports():
+        aggregate.replace(None, port_state(sp, state.endpoints.get(sp.name, ()), config), delta)
+    sets = aggregate.ipset_entries()
+    sys.stdout.write("# ipvsadm -S -n\n" + ipvsadm_save(aggregate.table))
+    sys.stdout.write("# ipset save\n" + ipset_save(sets))
+    sys.stdout.write(
+        "# iptables-restore\n" + iptables_rules({n for n, e in sets.items() if e}, config)
+    )
     return 0
 
 
 def _run(args: argparse.Namespace, reader: LogReader) -> int:
     state = ClusterState(node_name=args.hostname_override)
-    config = _config(args)
-    proxier = IptablesProxier(state, KernelIptables(args.iptables), config)
-    if config.localhost_nodeports:
-        # kube-proxy sets route_localnet so NodePorts answer on 127.0.0.1 (this netns only).
-        set_sysctl("net.ipv4.conf.all.route_localnet", "1")
+    proxier: Proxier
+    if args.mode == "ipvs":
+        proxier = IpvsProxier(state, KernelIpvs(args.iptables), _ipvs_config(args))
+    else:
+        config = _config(args)
+        proxier = IptablesProxier(state, KernelIptables(args.iptables), config)
+        if config.localhost_nodeports:
+            # kube-proxy sets route_localnet so NodePorts answer on 127.0.0.1 (this netns only).
+            set_sysctl("net.ipv4.conf.all.route_localnet", "1")
     metrics = MetricsWriter(args.metrics)
     try:
         if args.once:

@@ -16,7 +16,7 @@ class SyncMetrics:
     network_programming_duration_seconds measured from the newest event's arrival."""
 
     mode: str
-    sync: str  # "full" or "partial"
+    sync: str  # "full", or "partial" (iptables) / "incremental" (ipvs)
     wall_s: float
     cpu_s: float  # user+sys of the reconciler and its children (iptables-restore, ...)
     services: int
@@ -31,6 +31,7 @@ class SyncMetrics:
     # Log lines folded before this sync: a writer waits for log_lines >= its line to know
     # that its event is in the kernel.
     log_lines: int = 0
+    ops: int = 0  # netlink operations (IPVS) plus ipset and address changes
 
 
 def cpu_seconds() -> float:

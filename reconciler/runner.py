@@ -38,6 +38,11 @@ class SyncResult(Protocol):
 class Proxier(Protocol):
     need_full: bool
 
+    @property
+    def pending_work(self) -> bool:
+        """Work of the proxier's own that wants a sync even without new events."""
+        ...
+
     def sync(
         self, *, full: bool = False, newest_event: float | None = None
     ) -> SyncResult | None: ...
@@ -104,7 +109,9 @@ def follow(
             state.apply_all(events)
             newest_event = now
         periodic = now >= next_full
-        wanted = state.pending and now - last_sync_start >= config.min_sync_period_s
+        wanted = (
+            state.pending or proxier.pending_work
+        ) and now - last_sync_start >= config.min_sync_period_s
         if not (wanted or periodic):
             stop.wait(POLL_INTERVAL_S)
             continue

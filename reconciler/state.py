@@ -140,6 +140,10 @@ class ClusterState:
             if by_key
         }
 
+    def ports_of_service(self, service: NamespacedName) -> tuple[ServicePort, ...]:
+        """The service's ports as of the last drain (empty if it has no rules)."""
+        return self._applied.get(service, _EMPTY).ports
+
     def sorted_service_ports(self) -> Iterator[ServicePort]:
         """Service ports in a fixed order, so the same state renders the same bytes."""
         if self._sorted_names is None:

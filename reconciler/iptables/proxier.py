@@ -43,6 +43,7 @@ class IptablesProxier:
     """Owns what was last applied; a failed apply makes the next sync full."""
 
     mode = "iptables"
+    pending_work = False  # everything it does is triggered by events or the sync period
 
     def __init__(self, state: ClusterState, backend: IptablesBackend, config: IptablesConfig):
         self.state = state

@@ -123,6 +123,23 @@ def test_sigterm_mid_run_cleans_up(kind: str) -> None:
     assert leftovers() == before
 
 
-def test_ipvs_smoke_says_not_yet() -> None:
+def test_ipvs_on_a_kernel_without_ipvs_says_so() -> None:
+    need("netns")
+    with create_node("netns") as node:
+        if node.info.has_ipvs:
+            pytest.skip("this host kernel has IPVS")
     out = smoke("--node", "netns", "--mode", "ipvs")
-    assert out.returncode == 2 and "not supported yet" in out.stderr
+    assert out.returncode == 1
+    assert "has no IPVS" in out.stderr and "use --node uml" in out.stderr
+
+
+def test_ipvs_smoke_round_robin_is_exact() -> None:
+    need("uml")
+    before = leftovers()
+    out = smoke("--node", "uml", "--mode", "ipvs", "--pods", "4", "--requests", "200")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "ipvs" and result["failed"] == 0
+    counts = sorted(result["backends"].values())
+    assert len(counts) == 4 and counts[-1] - counts[0] <= 1  # one client, new connections: rr
+    assert leftovers() == before

@@ -67,10 +67,36 @@ def test_missing_log_is_a_clear_error(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_ipvs_mode_says_it_is_not_there_yet() -> None:
-    out = reconciler("render", "--log", SEED, "--mode", "ipvs")
+def test_render_ipvs_prints_the_three_saved_forms() -> None:
+    out = reconciler(
+        "render",
+        "--log",
+        SEED,
+        "--mode",
+        "ipvs",
+        "--cluster-cidr",
+        "10.244.0.0/16",
+        "--hostname-override",
+        "minikube",
+    )
+    assert out.returncode == 0, out.stderr
+    ipvsadm, ipset, iptables = (
+        out.stdout.split("# ipvsadm -S -n\n")[1].split("# ipset save\n")[0],
+        out.stdout.split("# ipset save\n")[1].split("# iptables-restore\n")[0],
+        out.stdout.split("# iptables-restore\n")[1],
+    )
+    assert (
+        "-A -t 10.101.57.97:80 -s rr\n-a -t 10.101.57.97:80 -r 10.244.0.27:80 -m -w 1\n" in ipvsadm
+    )
+    assert "add KUBE-LOOP-BACK 10.244.0.27,tcp:80,10.244.0.27\n" in ipset
+    assert "add KUBE-CLUSTER-IP 10.101.57.97,tcp:80\n" in ipset
+    assert "--match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE" in iptables
+
+
+def test_unknown_ipvs_scheduler_is_refused() -> None:
+    out = reconciler("render", "--log", SEED, "--mode", "ipvs", "--ipvs-scheduler", "fastest")
     assert out.returncode == 2
-    assert "not supported yet" in out.stderr
+    assert "unknown --ipvs-scheduler 'fastest'" in out.stderr
 
 
 def test_run_needs_once_or_follow() -> None:
