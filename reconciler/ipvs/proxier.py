@@ -129,7 +129,9 @@ class IpvsProxier:
             aggregate.replace(None, ps, delta)
         # Read the kernel back: this is where drift and earlier runs' leftovers are repaired.
         current = self.backend.ipvs_table()
-        ops = diff(current, aggregate.table, set(current.services) | set(aggregate.table.services))
+        ops = self._resolve_drains(
+            diff(current, aggregate.table, set(current.services) | set(aggregate.table.services))
+        )
         want_sets = aggregate.ipset_entries()
         have_sets = self.backend.ipset_entries()
         ipset_add = [
@@ -174,7 +176,7 @@ class IpvsProxier:
                     aggregate.replace(old.get(name), new.get(name), delta)
             if new:
                 self._ports[service] = new
-        ops = diff(self._applied, aggregate.table, delta.services)
+        ops = self._resolve_drains(diff(self._applied, aggregate.table, delta.services))
         nonempty = {n for n, counts in aggregate.ipsets.items() if counts}
         text = iptables_rules(nonempty, self.config, ())
         self.backend.ipset_apply(delta.ipset_add, [], create=False)
@@ -196,6 +198,29 @@ class IpvsProxier:
             + len(delta.address_del)
         )
         return ops + drain_ops, extra, restored
+
+    def _resolve_drains(self, ops: list[Op]) -> list[Op]:
+        """GracefulDeleteRS: a real server without connections is deleted at once; only a busy
+        one is drained (weight 0). Reads the real servers of just the services concerned."""
+        starting = [
+            i
+            for i, op in enumerate(ops)
+            if op.kind == "set_dest"
+            and op.weight == 0
+            and self._applied.destinations.get(op.service.key, {}).get(op.dest) != 0  # type: ignore[arg-type]
+        ]
+        if not starting:
+            return ops
+        infos = {
+            key: self.backend.destinations(key) for key in {ops[i].service.key for i in starting}
+        }
+        resolved = list(ops)
+        for i in starting:
+            op = ops[i]
+            info = infos[op.service.key].get(op.dest)  # type: ignore[arg-type]
+            if info is None or info.active + info.inactive == 0:
+                resolved[i] = Op("del_dest", op.service, op.dest)
+        return resolved
 
     def _track_draining(self, ops: list[Op]) -> None:
         now = time.monotonic()
