@@ -6,9 +6,11 @@ USAGE = """usage: python -m harness COMMAND [options]
 
   smoke  one Service with N pods in a node (--node uml|netns), R new connections to its
          ClusterIP; prints one JSON line
+  calibrate  the reconciler against bare iptables-restore and ipvsadm -R on one node
+             (--node uml|netns --services S --endpoints E); prints one JSON line
   demo   full vs partial iptables syncs on the host kernel, in a throwaway network namespace
 
-(calibrate and the full bench arrive with issues 4 and 5)"""
+(the full bench arrives with issue 5)"""
 
 
 def main() -> int:
@@ -17,6 +19,10 @@ def main() -> int:
         from harness import smoke
 
         return smoke.main(sys.argv[2:])
+    if command == "calibrate":
+        from harness import calibrate
+
+        return calibrate.main(sys.argv[2:])
     if command == "demo":
         from harness import demo
 

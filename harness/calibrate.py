@@ -1,0 +1,204 @@
+"""`python -m harness calibrate`: the reconciler against the bare kernel tools, on one node.
+
+Inside one node and one run, on the same S services x E endpoints state:
+- iptables: bare `iptables-restore` of our full ruleset on clean tables, our full sync on
+  clean tables, and our partial sync after one endpoint change;
+- ipvs: bare `ipvsadm -R` of the same IPVS state on a clean table, our full sync on a clean
+  table (and the IPVS netlink part of it alone), and our sync after one endpoint change.
+Prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from harness.eventlog import SyntheticCluster, write_log
+from harness.node import NodeUnavailable, create_node
+from reconciler.events import decode_line
+from reconciler.iptables.kernel import KernelIptables
+from reconciler.iptables.proxier import IptablesProxier
+from reconciler.iptables.render import IptablesConfig, render
+from reconciler.ipvs.diff import Op
+from reconciler.ipvs.kernel import KernelIpvs
+from reconciler.ipvs.proxier import IpvsProxier
+from reconciler.ipvs.render import Aggregate, Delta, IpvsConfig, ipvsadm_save, port_state
+from reconciler.logreader import LogReader
+from reconciler.state import ClusterState
+
+CIDR = "10.244.0.0/16"
+
+
+def _sh(cmd: str, stdin: bytes | None = None) -> float:
+    t = time.perf_counter()
+    subprocess.run(["sh", "-c", cmd], input=stdin, check=True, capture_output=True)
+    return time.perf_counter() - t
+
+
+def _state(log: Path) -> ClusterState:
+    reader = LogReader(log)
+    state = ClusterState()
+    state.apply_all(reader.read_available(at_eof=True))
+    reader.close()
+    return state
+
+
+def _one_endpoint_change(cluster: SyntheticCluster, state: ClusterState) -> None:
+    event = decode_line(orjson.dumps(cluster.replace_one_endpoint(cluster.services // 2, 700_000)))
+    assert event is not None
+    state.apply(event)
+
+
+def _clean_iptables(variant: str) -> None:
+    for table in ("nat", "filter"):
+        _sh(f"iptables-{variant} -t {table} -F; iptables-{variant} -t {table} -X")
+
+
+class TimedKernelIpvs(KernelIpvs):
+    """The real adapter, timing its IPVS netlink part alone."""
+
+    netlink_s = 0.0
+
+    def ipvs_apply(self, ops: Sequence[Op]) -> None:
+        t = time.perf_counter()
+        super().ipvs_apply(ops)
+        self.netlink_s += time.perf_counter() - t
+
+
+def measure(
+    services: int, endpoints: int, modes: Sequence[str], variant: str, workdir: Path
+) -> dict[str, Any]:
+    """Runs inside the node."""
+    cluster = SyntheticCluster(services, endpoints)
+    log = workdir / "calibrate.jsonl"
+    write_log(log, cluster.initial_events())
+    out: dict[str, Any] = {"services": services, "endpoints_per_service": endpoints}
+    if "iptables" in modes:
+        config = IptablesConfig(cluster_cidr=CIDR)
+        state = _state(log)
+        state.drain()
+        text = render(state, config).text.encode()
+        _clean_iptables(variant)
+        out["iptables_restore_s"] = round(
+            _sh(f"iptables-{variant}-restore -w 5 --noflush", text), 4
+        )
+        _clean_iptables(variant)
+        proxier = IptablesProxier(_state(log), KernelIptables(variant), config)  # type: ignore[arg-type]
+        full = proxier.sync(full=True)
+        _one_endpoint_change(cluster, proxier.state)
+        partial = proxier.sync()
+        assert full is not None and partial is not None
+        out["reconciler_iptables_full_s"] = round(full.metrics.wall_s, 4)
+        out["reconciler_iptables_one_endpoint_s"] = round(partial.metrics.wall_s, 4)
+        out["iptables_full_ratio"] = round(full.metrics.wall_s / out["iptables_restore_s"], 3)
+        out["iptables_restore_bytes"] = len(text)
+        _clean_iptables(variant)
+    if "ipvs" in modes:
+        config_ipvs = IpvsConfig(cluster_cidr=CIDR)
+        state = _state(log)
+        state.drain()
+        aggregate, delta = Aggregate(), Delta()
+        for sp in state.sorted_service_ports():
+            aggregate.replace(
+                None, port_state(sp, state.endpoints.get(sp.name, ()), config_ipvs), delta
+            )
+        _sh("ipvsadm -C")
+        out["ipvsadm_restore_s"] = round(
+            _sh("ipvsadm -R", ipvsadm_save(aggregate.table).encode()), 4
+        )
+        _sh("ipvsadm -C")
+        kernel = TimedKernelIpvs(variant)  # type: ignore[arg-type]
+        proxier_ipvs = IpvsProxier(_state(log), kernel, config_ipvs)
+        full_ipvs = proxier_ipvs.sync(full=True)
+        out["reconciler_ipvs_netlink_s"] = round(kernel.netlink_s, 4)
+        _one_endpoint_change(cluster, proxier_ipvs.state)
+        one = proxier_ipvs.sync()
+        assert full_ipvs is not None and one is not None
+        out["reconciler_ipvs_full_s"] = round(full_ipvs.metrics.wall_s, 4)
+        out["reconciler_ipvs_one_endpoint_s"] = round(one.metrics.wall_s, 5)
+        out["reconciler_ipvs_one_endpoint_ops"] = one.metrics.ops
+        out["ipvs_bulk_ratio"] = round(kernel.netlink_s / out["ipvsadm_restore_s"], 3)
+        _sh("ipvsadm -C")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness calibrate", description=__doc__)
+    parser.add_argument("--node", choices=["uml", "netns"], default="uml")
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--modes", default="iptables,ipvs", help="comma-separated: iptables, ipvs")
+    parser.add_argument("--inside", help=argparse.SUPPRESS)  # the node-side half, a work directory
+    parser.add_argument("--iptables", default="legacy", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    if args.inside:
+        print(
+            json.dumps(
+                measure(args.services, args.endpoints, modes, args.iptables, Path(args.inside))
+            )
+        )
+        return 0
+    try:
+        with create_node(args.node) as node:
+            if "ipvs" in modes and not node.info.has_ipvs:
+                print(
+                    f"error: the {args.node} node's kernel has no IPVS; use --node uml or --modes iptables",
+                    file=sys.stderr,
+                )
+                return 1
+            workdir = getattr(node, "run_dir", None)
+            own = None if workdir else Path(tempfile.mkdtemp(prefix="kpbench-calibrate-"))
+            try:
+                done = node.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "harness",
+                        "calibrate",
+                        "--inside",
+                        str(workdir or own),
+                        "--services",
+                        str(args.services),
+                        "--endpoints",
+                        str(args.endpoints),
+                        "--modes",
+                        ",".join(modes),
+                        "--iptables",
+                        node.info.iptables,
+                    ],
+                    timeout=3600,
+                )
+            finally:
+                if own is not None:
+                    shutil.rmtree(own, ignore_errors=True)
+            info = node.info
+    except NodeUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the node was stopped and cleaned up", file=sys.stderr)
+        return 130
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        print(f"error: calibrate failed inside the node (exit {done.returncode})", file=sys.stderr)
+        return 1
+    result = {
+        "node": info.kind,
+        "kernel": info.kernel,
+        "syscall_us": info.syscall_us,
+        "iptables": info.iptables,
+        **json.loads(done.stdout.strip().splitlines()[-1]),
+    }
+    print(json.dumps(result))
+    return 0
