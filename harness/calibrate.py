@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +22,8 @@ from typing import Any
 import orjson
 
 from harness.eventlog import SyntheticCluster, write_log
-from harness.node import NodeUnavailable, create_node
+from harness.node import NodeInfo
+from harness.node.session import report_failures, run_inside
 from reconciler.events import decode_line
 from reconciler.iptables.kernel import KernelIptables
 from reconciler.iptables.proxier import IptablesProxier
@@ -149,56 +148,35 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    try:
-        with create_node(args.node) as node:
-            if "ipvs" in modes and not node.info.has_ipvs:
-                print(
-                    f"error: the {args.node} node's kernel has no IPVS; use --node uml or --modes iptables",
-                    file=sys.stderr,
-                )
-                return 1
-            workdir = getattr(node, "run_dir", None)
-            own = None if workdir else Path(tempfile.mkdtemp(prefix="kpbench-calibrate-"))
-            try:
-                done = node.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "harness",
-                        "calibrate",
-                        "--inside",
-                        str(workdir or own),
-                        "--services",
-                        str(args.services),
-                        "--endpoints",
-                        str(args.endpoints),
-                        "--modes",
-                        ",".join(modes),
-                        "--iptables",
-                        node.info.iptables,
-                    ],
-                    timeout=3600,
-                )
-            finally:
-                if own is not None:
-                    shutil.rmtree(own, ignore_errors=True)
-            info = node.info
-    except NodeUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; the node was stopped and cleaned up", file=sys.stderr)
-        return 130
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        print(f"error: calibrate failed inside the node (exit {done.returncode})", file=sys.stderr)
-        return 1
-    result = {
-        "node": info.kind,
-        "kernel": info.kernel,
-        "syscall_us": info.syscall_us,
-        "iptables": info.iptables,
-        **json.loads(done.stdout.strip().splitlines()[-1]),
-    }
-    print(json.dumps(result))
-    return 0
+
+    def command(workdir: Path, info: NodeInfo) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "harness",
+            "calibrate",
+            "--inside",
+            str(workdir),
+            "--services",
+            str(args.services),
+            "--endpoints",
+            str(args.endpoints),
+            "--modes",
+            ",".join(modes),
+            "--iptables",
+            info.iptables,
+        ]
+
+    def run() -> int:
+        info, inside = run_inside(args.node, command, needs_ipvs="ipvs" in modes, timeout=3600)
+        result = {
+            "node": info.kind,
+            "kernel": info.kernel,
+            "syscall_us": info.syscall_us,
+            "iptables": info.iptables,
+            **inside,
+        }
+        print(json.dumps(result))
+        return 0
+
+    return report_failures(run)

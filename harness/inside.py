@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import faulthandler
 import json
 import os
 import signal
@@ -128,7 +129,15 @@ async def smoke(args: argparse.Namespace) -> dict[str, Any]:
             await delete_pods(created)
         if reconciler is not None and reconciler.returncode is None:
             reconciler.send_signal(signal.SIGTERM)
-            await reconciler.wait()
+            try:
+                await asyncio.wait_for(reconciler.wait(), timeout=15)
+            except TimeoutError:
+                print(
+                    "warning: the reconciler did not stop on SIGTERM within 15 s; killed",
+                    file=sys.stderr,
+                )
+                reconciler.kill()
+                await reconciler.wait()
         publisher.close()
 
 
@@ -143,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--min-sync-period", default="200ms")
     s.add_argument("--iptables", choices=["legacy", "nft"], default="legacy")
     s.add_argument("--fail-at", choices=["pods"], help=argparse.SUPPRESS)
+    s.add_argument(
+        "--deadline", type=float, default=900.0, help="dump stacks and exit if stuck this long"
+    )
     args = parser.parse_args(argv)
+    # A run stuck inside the node says where, instead of hanging its caller.
+    faulthandler.dump_traceback_later(args.deadline, exit=True)
     try:
         result = asyncio.run(smoke(args))
     except InjectedFailure as exc:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
 
-from harness.node import NodeUnavailable, create_node
+from harness.node import NodeInfo
+from harness.node.session import report_failures, run_inside
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,74 +20,58 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--min-sync-period", default="200ms")
     parser.add_argument("--fail-at", choices=["pods"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=900.0,
+        help="seconds after which a stuck run inside the node dumps its stacks and exits",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.pods <= 60000:
         parser.error("--pods must be between 1 and 60000")
 
-    try:
-        with create_node(args.node) as node:
-            if args.mode == "ipvs" and not node.info.has_ipvs:
-                print(
-                    f"error: the {args.node} node's kernel ({node.info.kernel}) has no IPVS"
-                    " (modprobe ip_vs found nothing); use --node uml",
-                    file=sys.stderr,
-                )
-                return 1
-            print(
-                f"{args.node} node up in {node.info.start_s} s (kernel {node.info.kernel});"
-                f" {args.pods} pods, {args.requests} requests ...",
-                file=sys.stderr,
-                flush=True,
-            )
-            # A directory the node can write: the UML run directory is shared with the guest.
-            workdir = getattr(node, "run_dir", None)
-            own_tmp = None
-            if workdir is None:
-                own_tmp = Path(tempfile.mkdtemp(prefix="kpbench-smoke-"))
-                workdir = own_tmp
-            try:
-                command = [
-                    sys.executable,
-                    "-m",
-                    "harness.inside",
-                    "smoke",
-                    "--mode",
-                    args.mode,
-                    "--pods",
-                    str(args.pods),
-                    "--requests",
-                    str(args.requests),
-                    "--workdir",
-                    str(workdir),
-                    "--min-sync-period",
-                    args.min_sync_period,
-                    "--iptables",
-                    node.info.iptables,
-                ]
-                if args.fail_at:
-                    command += ["--fail-at", args.fail_at]
-                done = node.run(command, timeout=900)
-            finally:
-                if own_tmp is not None:
-                    shutil.rmtree(own_tmp, ignore_errors=True)
-            info = node.info
-    except NodeUnavailable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; the node was stopped and cleaned up", file=sys.stderr)
-        return 130
-    if done.returncode != 0 or not done.stdout.strip():
-        sys.stderr.write(done.stderr)
-        print(
-            f"error: the smoke run inside the node failed (exit {done.returncode})", file=sys.stderr
+    def command(workdir: Path, info: NodeInfo) -> list[str]:
+        argv = [
+            sys.executable,
+            "-m",
+            "harness.inside",
+            "smoke",
+            "--mode",
+            args.mode,
+            "--pods",
+            str(args.pods),
+            "--requests",
+            str(args.requests),
+            "--workdir",
+            str(workdir),
+            "--min-sync-period",
+            args.min_sync_period,
+            "--iptables",
+            info.iptables,
+            "--deadline",
+            str(args.deadline),
+        ]
+        return argv + (["--fail-at", args.fail_at] if args.fail_at else [])
+
+    def run() -> int:
+        info, inside = run_inside(
+            args.node,
+            command,
+            needs_ipvs=args.mode == "ipvs",
+            timeout=args.deadline + 60,
+            announce=f"{args.pods} pods, {args.requests} requests ...",
         )
-        return 1
-    inside = json.loads(done.stdout.strip().splitlines()[-1])
-    result = {
+        print(json.dumps(_result(args.mode, info, inside)))
+        return 0 if inside["failed"] == 0 else 1
+
+    return report_failures(run)
+
+
+def _result(mode: str, info: NodeInfo, inside: dict[str, Any]) -> dict[str, Any]:
+    return {
         "node": info.kind,
         "kernel": info.kernel,
-        "mode": args.mode,
+        "mode": mode,
         "requests": inside["requests"],
         "failed": inside["failed"],
         "backends": inside["backends"],
@@ -99,5 +83,3 @@ def main(argv: list[str] | None = None) -> int:
         "pods_mb": inside["pods_mb"],
         "programming_latency_s": inside["programming_latency_s"],
     }
-    print(json.dumps(result))
-    return 0 if result["failed"] == 0 else 1

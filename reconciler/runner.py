@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -61,23 +60,31 @@ def run_once(
 
 
 class StopFlag:
-    """Set by SIGINT/SIGTERM (or a test) to end `follow` after the current step."""
+    """Set by SIGINT/SIGTERM (or another thread) to end `follow` after the current step.
+
+    A plain attribute, not a threading.Event: a signal handler that calls Event.set() can
+    deadlock when the signal lands while the main thread holds the Event's own lock inside
+    Event.wait() (it hung `run --follow` on SIGTERM now and then).
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._set = False
 
     def set(self) -> None:
-        self._event.set()
+        self._set = True
 
     def is_set(self) -> bool:
-        return self._event.is_set()
+        return self._set
 
     def wait(self, seconds: float) -> bool:
-        return self._event.wait(seconds)
+        """Sleep (a signal's handler still runs at once); True if the flag is set."""
+        if not self._set:
+            time.sleep(seconds)
+        return self._set
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
-            self.set()
+            self._set = True
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)

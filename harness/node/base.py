@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 # Python run inside a node: microseconds per system call (getppid is never cached).
@@ -41,6 +42,11 @@ class Node(Protocol):
     """Use as a context manager: leaving it stops the node and removes all it made."""
 
     info: NodeInfo
+
+    @property
+    def workdir(self) -> Path:
+        """A directory this side and the node's side can both write; removed with the node."""
+        ...
 
     def __enter__(self) -> Node: ...
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 class NetnsNode:
     def __init__(self) -> None:
+        self._workdir: Path | None = None
         self._netns = Netns("kpbench-node")
         self.name = self._netns.name
         self.info = NodeInfo("netns", platform.release(), 0.0, False, 0.0)
@@ -32,7 +35,9 @@ class NetnsNode:
         started = time.monotonic()
         SigtermUnwinds.acquire()
         try:
+            self._workdir = Path(tempfile.mkdtemp(prefix="kpbench-netns-"))
             self._netns.__enter__()
+            self._start_lifeline()
             syscall_us = float(
                 self.run([sys.executable, "-c", CALIBRATE_SYSCALL], timeout=60).stdout
             )
@@ -51,6 +56,29 @@ class NetnsNode:
         )
         return self
 
+    @property
+    def workdir(self) -> Path:
+        assert self._workdir is not None, "node not started"
+        return self._workdir
+
+    def _start_lifeline(self) -> None:
+        """A watcher that removes the node's namespaces if this process dies without doing it
+        (even by SIGKILL): it waits for EOF on a pipe whose write end only we hold."""
+        read_end, self._lifeline_w = os.pipe()
+        script = (
+            'read -r _ || true; for ns in $(ip netns list | cut -d" " -f1); do case "$ns" in'
+            f' {self.name}|{self.name}-*) for p in $(ip netns pids "$ns"); do kill -KILL "$p"; done;'
+            f' ip netns del "$ns";; esac; done; rm -rf "{self.workdir}"'
+        )
+        self._watcher = subprocess.Popen(
+            ["sh", "-c", script],
+            stdin=read_end,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(read_end)
+
     def __exit__(self, *exc: object) -> None:
         try:
             # Pods are host namespaces named "<node>-...": remove them with the node.
@@ -58,6 +86,11 @@ class NetnsNode:
                 if name.startswith(f"{self.name}-"):
                     Netns.attach(name).delete()
             self._netns.delete()
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+            if hasattr(self, "_watcher"):
+                os.close(self._lifeline_w)  # the watcher finds nothing left and exits
+                self._watcher.wait(timeout=10)
         finally:
             SigtermUnwinds.release()
 

@@ -38,6 +38,21 @@ MODULES = (
     " dummy nf_conntrack_netlink"
 )
 
+SUPERVISOR = """
+run=$1; shift
+exec 3<&0
+"$@" < /dev/null 3<&- &
+uml=$!
+# linux.uml makes itself a session and group leader, so it and its helpers are killed by
+# their own group (-$uml). The harness holds the only write end of our stdin (now fd 3;
+# a background job's stdin would be /dev/null): EOF means the harness is gone, however
+# it died.
+( read -r _ <&3; rm -rf "$run"; kill -KILL -$uml; kill -KILL 0 ) 2>/dev/null &
+wait $uml
+kill -KILL -$uml 2>/dev/null
+kill -KILL 0
+"""
+
 INIT_SCRIPT = """#!/bin/sh
 # PID 1 of the kpbench UML node.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -121,28 +136,34 @@ class UmlNode:
         )
         init.chmod(0o755)
         console = (run / "console.log").open("wb")
+        uml_argv = [
+            binary,
+            f"mem={self.mem}",
+            "root=/dev/root",
+            "rootfstype=hostfs",
+            "rootflags=/",
+            "ro",
+            f"init={init}",
+            "con0=null,fd:1",
+            "con=null",
+            "quiet",
+            f"umid=kpbench-{run.name}",
+            f"uml_dir={run}",
+            *self.extra_args,
+        ]
+        # UML runs under a small supervisor that holds the read end of a pipe whose write end
+        # only we hold: when we exit, however (even SIGKILL), it kills UML's process group
+        # and removes the run directory.
+        lifeline_r, self._lifeline_w = os.pipe()
         self._proc = subprocess.Popen(
-            [
-                binary,
-                f"mem={self.mem}",
-                "root=/dev/root",
-                "rootfstype=hostfs",
-                "rootflags=/",
-                "ro",
-                f"init={init}",
-                "con0=null,fd:1",
-                "con=null",
-                "quiet",
-                f"umid=kpbench-{run.name}",
-                f"uml_dir={run}",
-                *self.extra_args,
-            ],
-            stdin=subprocess.DEVNULL,
+            ["sh", "-c", SUPERVISOR, "kpbench-uml", str(run), *uml_argv],
+            stdin=lifeline_r,
             stdout=console,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env={"PATH": os.environ.get("PATH", ""), "TMPDIR": str(run)},
         )
+        os.close(lifeline_r)
         console.close()
         ready = run / "ready.json"
         deadline = time.monotonic() + BOOT_TIMEOUT_S
@@ -158,6 +179,12 @@ class UmlNode:
             facts["has_ipvs"],
             round(time.monotonic() - started, 3),
         )
+
+    @property
+    def workdir(self) -> Path:
+        """Writable on both sides: the run directory, mounted read-write in the guest."""
+        assert self.run_dir is not None, "node not started"
+        return self.run_dir
 
     def _console_tail(self, lines: int = 25) -> str:
         assert self.run_dir is not None
@@ -208,8 +235,13 @@ class UmlNode:
                 (run / "cmd" / "stop.json").write_text('{"op": "stop"}')
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
+        # Closing the lifeline makes the supervisor kill UML's group (the guest's processes are
+        # host processes of it) if the guest did not power off by itself.
+        with contextlib.suppress(AttributeError, OSError):
+            os.close(self._lifeline_w)
         if proc is not None:
-            # UML runs the guest's processes as host processes of its group: end them all.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -143,3 +143,33 @@ def test_ipvs_smoke_round_robin_is_exact() -> None:
     counts = sorted(result["backends"].values())
     assert len(counts) == 4 and counts[-1] - counts[0] <= 1  # one client, new connections: rr
     assert leftovers() == before
+
+
+KILLED_HARNESS = """
+import sys, time
+from harness.node import create_node
+node = create_node(sys.argv[1]).__enter__()
+print("up", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("kind", ["uml", "netns"])
+def test_sigkill_of_the_harness_leaves_nothing(kind: str) -> None:
+    """No cleanup code runs on SIGKILL: a watcher on a pipe only we hold does it."""
+    need(kind)
+    before = leftovers()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_HARNESS, kind],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while leftovers() != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers() == before
