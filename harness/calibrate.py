@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import orjson
@@ -75,32 +76,41 @@ class TimedKernelIpvs(KernelIpvs):
 
 
 def measure(
-    services: int, endpoints: int, modes: Sequence[str], variant: str, workdir: Path
+    services: int, endpoints: int, modes: Sequence[str], variant: str, workdir: Path, rounds: int
 ) -> dict[str, Any]:
-    """Runs inside the node."""
+    """Runs inside the node. Each figure is the median of `rounds`, each on clean tables,
+    bare tool and reconciler alternating, since single runs in UML vary by tens of %."""
     cluster = SyntheticCluster(services, endpoints)
     log = workdir / "calibrate.jsonl"
     write_log(log, cluster.initial_events())
-    out: dict[str, Any] = {"services": services, "endpoints_per_service": endpoints}
+    out: dict[str, Any] = {
+        "services": services,
+        "endpoints_per_service": endpoints,
+        "rounds": rounds,
+    }
     if "iptables" in modes:
         config = IptablesConfig(cluster_cidr=CIDR)
         state = _state(log)
         state.drain()
         text = render(state, config).text.encode()
-        _clean_iptables(variant)
-        out["iptables_restore_s"] = round(
-            _sh(f"iptables-{variant}-restore -w 5 --noflush", text), 4
-        )
-        _clean_iptables(variant)
-        proxier = IptablesProxier(_state(log), KernelIptables(variant), config)  # type: ignore[arg-type]
-        full = proxier.sync(full=True)
-        _one_endpoint_change(cluster, proxier.state)
-        partial = proxier.sync()
-        assert full is not None and partial is not None
-        out["reconciler_iptables_full_s"] = round(full.metrics.wall_s, 4)
-        out["reconciler_iptables_one_endpoint_s"] = round(partial.metrics.wall_s, 4)
-        out["iptables_full_ratio"] = round(full.metrics.wall_s / out["iptables_restore_s"], 3)
+        bare, full, partial = [], [], []
+        for _ in range(rounds):
+            _clean_iptables(variant)
+            bare.append(_sh(f"iptables-{variant}-restore -w 5 --noflush", text))
+            _clean_iptables(variant)
+            proxier = IptablesProxier(_state(log), KernelIptables(variant), config)  # type: ignore[arg-type]
+            synced = proxier.sync(full=True)
+            _one_endpoint_change(cluster, proxier.state)
+            changed = proxier.sync()
+            assert synced is not None and changed is not None
+            full.append(synced.metrics.wall_s)
+            partial.append(changed.metrics.wall_s)
+        out["iptables_restore_s"] = round(median(bare), 4)
+        out["reconciler_iptables_full_s"] = round(median(full), 4)
+        out["reconciler_iptables_one_endpoint_s"] = round(median(partial), 4)
+        out["iptables_full_ratio"] = round(median(full) / median(bare), 3)
         out["iptables_restore_bytes"] = len(text)
+        out["iptables_rounds"] = {"bare": _r(bare), "full": _r(full), "one_endpoint": _r(partial)}
         _clean_iptables(variant)
     if "ipvs" in modes:
         config_ipvs = IpvsConfig(cluster_cidr=CIDR)
@@ -111,24 +121,41 @@ def measure(
             aggregate.replace(
                 None, port_state(sp, state.endpoints.get(sp.name, ()), config_ipvs), delta
             )
-        _sh("ipvsadm -C")
-        out["ipvsadm_restore_s"] = round(
-            _sh("ipvsadm -R", ipvsadm_save(aggregate.table).encode()), 4
-        )
-        _sh("ipvsadm -C")
-        kernel = TimedKernelIpvs(variant)  # type: ignore[arg-type]
-        proxier_ipvs = IpvsProxier(_state(log), kernel, config_ipvs)
-        full_ipvs = proxier_ipvs.sync(full=True)
-        out["reconciler_ipvs_netlink_s"] = round(kernel.netlink_s, 4)
-        _one_endpoint_change(cluster, proxier_ipvs.state)
-        one = proxier_ipvs.sync()
-        assert full_ipvs is not None and one is not None
-        out["reconciler_ipvs_full_s"] = round(full_ipvs.metrics.wall_s, 4)
-        out["reconciler_ipvs_one_endpoint_s"] = round(one.metrics.wall_s, 5)
-        out["reconciler_ipvs_one_endpoint_ops"] = one.metrics.ops
-        out["ipvs_bulk_ratio"] = round(kernel.netlink_s / out["ipvsadm_restore_s"], 3)
+        saved = ipvsadm_save(aggregate.table).encode()
+        ipvsadm, netlink, whole, one, ops = [], [], [], [], 0
+        for _ in range(rounds):
+            _sh("ipvsadm -C")
+            ipvsadm.append(_sh("ipvsadm -R", saved))
+            _sh("ipvsadm -C")
+            kernel = TimedKernelIpvs(variant)  # type: ignore[arg-type]
+            proxier_ipvs = IpvsProxier(_state(log), kernel, config_ipvs)
+            synced_ipvs = proxier_ipvs.sync(full=True)
+            _one_endpoint_change(cluster, proxier_ipvs.state)
+            changed_ipvs = proxier_ipvs.sync()
+            assert synced_ipvs is not None and changed_ipvs is not None
+            netlink.append(kernel.netlink_s)
+            whole.append(synced_ipvs.metrics.wall_s)
+            one.append(changed_ipvs.metrics.wall_s)
+            ops = max(ops, changed_ipvs.metrics.ops)
+            kernel.netlink.close()
+        out["ipvsadm_restore_s"] = round(median(ipvsadm), 4)
+        out["reconciler_ipvs_netlink_s"] = round(median(netlink), 4)
+        out["reconciler_ipvs_full_s"] = round(median(whole), 4)
+        out["reconciler_ipvs_one_endpoint_s"] = round(median(one), 5)
+        out["reconciler_ipvs_one_endpoint_ops"] = ops
+        out["ipvs_bulk_ratio"] = round(median(netlink) / median(ipvsadm), 3)
+        out["ipvs_rounds"] = {
+            "ipvsadm": _r(ipvsadm),
+            "netlink": _r(netlink),
+            "full": _r(whole),
+            "one_endpoint": _r(one),
+        }
         _sh("ipvsadm -C")
     return out
+
+
+def _r(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--modes", default="iptables,ipvs", help="comma-separated: iptables, ipvs")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="each figure is the median of this many"
+    )
     parser.add_argument("--inside", help=argparse.SUPPRESS)  # the node-side half, a work directory
     parser.add_argument("--iptables", default="legacy", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -144,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside:
         print(
             json.dumps(
-                measure(args.services, args.endpoints, modes, args.iptables, Path(args.inside))
+                measure(
+                    args.services,
+                    args.endpoints,
+                    modes,
+                    args.iptables,
+                    Path(args.inside),
+                    args.rounds,
+                )
             )
         )
         return 0

@@ -8,6 +8,7 @@ line, and commits table by table, as iptables-restore does.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 
 from reconciler.errors import RestoreError
 from reconciler.iptables.dump import BUILTIN_CHAINS, STANDARD_TARGETS, Table
@@ -95,6 +96,10 @@ class FakeIptables:
         else:
             working.chains[chain].insert(position or 0, spec)
         return working
+
+    def begin_save(self) -> Callable[[], str]:
+        text = self.save("filter") + self.save("nat")
+        return lambda: text
 
     def save(self, table: str) -> str:
         self.saves += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from reconciler.errors import RestoreError, ToolMissing
@@ -22,6 +23,9 @@ class IptablesBackend(Protocol):
 
     def save(self, table: str) -> str:
         """iptables-save output of one table."""
+
+    def begin_save(self) -> Callable[[], str]:
+        """Start reading every table back; the returned function waits for the text."""
 
 
 def detect_variant() -> Variant:
@@ -64,6 +68,21 @@ class KernelIptables:
             line = lines[number - 1] if number and 0 < number <= len(lines) else None
             first = next((s for s in stderr.splitlines() if s and "deprecated" not in s), stderr)
             raise RestoreError(f"{self.restore_bin} failed: {first}", number, line)
+
+    def begin_save(self) -> Callable[[], str]:
+        # One iptables-save for all tables, running while the caller renders: most of its
+        # time is spent waiting in the kernel (table reads), not on this CPU.
+        proc = subprocess.Popen(
+            [self.save_bin], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+        def result() -> str:
+            out, err = proc.communicate()
+            if proc.returncode != 0:
+                raise RestoreError(f"{self.save_bin} failed: {err.strip()}")
+            return out
+
+        return result
 
     def save(self, table: str) -> str:
         proc = subprocess.run(

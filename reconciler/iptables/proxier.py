@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from reconciler.errors import ApplyError
@@ -21,11 +22,11 @@ from reconciler.model import ServicePortName
 from reconciler.state import ClusterState
 
 
-def missing_jumps(filter_save: str, nat_save: str) -> list[JumpRule]:
+def missing_jumps(saved: str, jumps: Sequence[JumpRule] = JUMP_RULES) -> list[JumpRule]:
     """Jump rules from built-in chains that the kernel lacks (EnsureRule, done on full syncs)."""
-    tables = parse_save(filter_save) | parse_save(nat_save)
+    tables = parse_save(saved)
     missing = []
-    for jump in JUMP_RULES:
+    for jump in jumps:
         table = tables.get(jump.table)
         rules = table.chains.get(jump.source_chain, []) if table else []
         if jump.rule_spec not in rules:
@@ -64,15 +65,14 @@ class IptablesProxier:
             return None
         if full:
             # Like kube-proxy: re-read the kernel, so drift and leftovers of earlier runs
-            # (stale chains, missing jumps) are repaired.
-            nat_save = self.backend.save("nat")
-            filter_save = self.backend.save("filter")
-            rendered = render(
-                self.state,
-                self.config,
-                existing_chains=chain_names(nat_save, "nat"),
-                missing_jumps=missing_jumps(filter_save, nat_save),
-            )
+            # (stale chains, missing jumps) are repaired. The read runs during the render.
+            pending = self.backend.begin_save()
+
+            def kernel_view() -> tuple[list[str], list[JumpRule]]:
+                saved = pending()
+                return chain_names(saved, "nat"), missing_jumps(saved)
+
+            rendered = render(self.state, self.config, kernel_view=kernel_view)
         else:
             rendered = render(
                 self.state,

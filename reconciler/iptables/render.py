@@ -9,7 +9,7 @@ same state always renders the same bytes. No I/O here: the kernel adapter applie
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from reconciler.bulk import no_cyclic_gc
@@ -105,6 +105,9 @@ JUMP_RULES: tuple[JumpRule, ...] = (
 )
 
 
+KernelView = Callable[[], tuple[Collection[str], Sequence[JumpRule]]]
+
+
 @dataclass(frozen=True, slots=True)
 class PortChains:
     """What one service port owns in the nat table, remembered between partial syncs."""
@@ -138,6 +141,7 @@ def render(
     previous: Mapping[ServicePortName, PortChains] | None = None,
     existing_chains: Collection[str] = (),
     missing_jumps: Sequence[JumpRule] = JUMP_RULES,
+    kernel_view: KernelView | None = None,
 ) -> RenderedRules:
     """Render a sync.
 
@@ -145,9 +149,18 @@ def render(
     `existing_chains` (what the kernel has) that is no longer wanted is deleted. Otherwise it
     is a partial sync: the top-level chains are written in full but per-service chains only
     for services in `changed`; their chains that went away are deleted, using `previous`.
+
+    `kernel_view`, if given, supplies (existing_chains, missing_jumps) instead, and is called
+    only once the services are rendered: the caller can read the kernel meanwhile.
     """
+    if kernel_view is None:
+        chains, jumps = existing_chains, missing_jumps
+
+        def kernel_view() -> tuple[Collection[str], Sequence[JumpRule]]:
+            return chains, jumps
+
     with no_cyclic_gc():
-        return _render(state, config, changed, previous, existing_chains, missing_jumps)
+        return _render(state, config, changed, previous, kernel_view)
 
 
 def _render(
@@ -155,8 +168,7 @@ def _render(
     config: IptablesConfig,
     changed: Collection[NamespacedName] | None,
     previous: Mapping[ServicePortName, PortChains] | None,
-    existing_chains: Collection[str],
-    missing_jumps: Sequence[JumpRule],
+    kernel_view: KernelView,
 ) -> RenderedRules:
     full = changed is None
     previous = previous or {}
@@ -193,8 +205,8 @@ def _render(
             f'-A {KUBE_FIREWALL} -m comment --comment "block incoming localnet connections"'
             " -d 127.0.0.0/8 ! -s 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
         )
-    _insert_jumps(missing_jumps, "filter", filter_rules)
-    _insert_jumps(missing_jumps, "nat", nat_rules)
+    # The jumps from built-in chains go here, once the kernel view is known (after the loop).
+    filter_jumps_at, nat_jumps_at = len(filter_rules), len(nat_rules)
 
     writer = _ServiceWriter(config, large_cluster, filter_rules)
     port_chains: dict[ServicePortName, PortChains] = {} if full else dict(previous)
@@ -214,6 +226,9 @@ def _render(
             # Unchanged: its top-level rules are written, its own chains left as they are.
             writer.write(sp, eps, None, nat_rules)
             skipped_rules += port_chains[sp.name].nat_rules
+    existing_chains, missing_jumps = kernel_view()
+    filter_rules[filter_jumps_at:filter_jumps_at] = _jump_lines(missing_jumps, "filter")
+    nat_rules[nat_jumps_at:nat_jumps_at] = _jump_lines(missing_jumps, "nat")
     if not full:
         assert changed is not None
         live = {sp.name for sp in ports}
@@ -275,10 +290,10 @@ def _render(
     )
 
 
-def _insert_jumps(jumps: Sequence[JumpRule], table: str, rules: list[str]) -> None:
+def _jump_lines(jumps: Sequence[JumpRule], table: str) -> list[str]:
     # kube-proxy prepends each jump in list order (EnsureRule(Prepend)); "-I CHAIN 1" in the
     # same order gives the same final order, inside the one atomic restore.
-    rules.extend(f"-I {j.source_chain} 1 {j.rule_spec}" for j in jumps if j.table == table)
+    return [f"-I {j.source_chain} 1 {j.rule_spec}" for j in jumps if j.table == table]
 
 
 def categorize_endpoints(

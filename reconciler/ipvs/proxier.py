@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from reconciler.errors import ApplyError
-from reconciler.iptables.dump import parse_save
-from reconciler.iptables.render import JumpRule
+from reconciler.iptables.proxier import missing_jumps
 from reconciler.ipvs.diff import Op, apply_ops, diff, graceful
 from reconciler.ipvs.kernel import IpvsBackend
 from reconciler.ipvs.model import IpvsTable, RealServer, ServiceKey
@@ -37,18 +36,6 @@ DRAIN_TIMEOUT_S = 60.0  # a drained real server is deleted after this even with 
 class SyncOutcome:
     metrics: SyncMetrics
     ops: list[Op] = field(default_factory=list)
-
-
-def missing_jumps(
-    filter_save: str, nat_save: str, jumps: tuple[JumpRule, ...] = JUMP_RULES
-) -> list[JumpRule]:
-    tables = parse_save(filter_save) | parse_save(nat_save)
-    return [
-        j
-        for j in jumps
-        if j.rule_spec
-        not in (tables[j.table].chains.get(j.source_chain, []) if j.table in tables else [])
-    ]
 
 
 class IpvsProxier:
@@ -141,9 +128,7 @@ class IpvsProxier:
             (n, e) for n, entries in have_sets.items() for e in entries - want_sets.get(n, set())
         ]
         have_addrs, want_addrs = self.backend.addresses(), set(aggregate.addresses)
-        jumps = missing_jumps(
-            self.backend.iptables.save("filter"), self.backend.iptables.save("nat")
-        )
+        jumps = missing_jumps(self.backend.iptables.begin_save()(), JUMP_RULES)
         text = iptables_rules({n for n, e in want_sets.items() if e}, self.config, jumps)
         # Everything is computed; now apply: sets and addresses first, so that a new virtual
         # server is reachable and masqueraded as soon as it exists.

@@ -57,7 +57,7 @@ def test_calibrate_1k(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_one_endpoint_change_at_10k_services_ipvs(capsys: pytest.CaptureFixture[str]) -> None:
-    r = calibrate("--services", "10000", "--endpoints", "10", "--modes", "ipvs")
+    r = calibrate("--services", "10000", "--endpoints", "10", "--modes", "ipvs", "--rounds", "1")
     with capsys.disabled():
         print(f"\ncalibrate uml 10000x10 ipvs: {json.dumps(r)}")
     assert r["reconciler_ipvs_one_endpoint_ops"] <= 2
