@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             ",".join(modes),
             "--iptables",
             info.iptables,
+            "--rounds",
+            str(args.rounds),
         ]
 
     def run() -> int:

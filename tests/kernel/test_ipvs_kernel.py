@@ -55,6 +55,7 @@ def test_seed_cluster_read_back_with_ipvsadm_and_ipset(guest: dict[str, Any]) ->
     )
     assert "add KUBE-CLUSTER-IP 10.101.57.97,tcp:80" in seed["ipset"]
     assert "10.101.57.97/32" in seed["addresses"]
+    assert set(seed["sysctls"].values()) == {"1"}  # the sysctls kube-proxy's ipvs proxier sets
     assert (
         '-A KUBE-POSTROUTING -m comment --comment "Kubernetes endpoints dst ip:port, source ip for'
         ' solving hairpin purpose" -m set --match-set KUBE-LOOP-BACK dst,dst,src -j MASQUERADE'
