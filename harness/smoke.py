@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.fairness import fairness
 from harness.node import NodeInfo
 from harness.node.session import report_failures, run_inside
 
@@ -82,4 +83,18 @@ def _result(mode: str, info: NodeInfo, inside: dict[str, Any]) -> dict[str, Any]
         "iptables": info.iptables,
         "pods_mb": inside["pods_mb"],
         "programming_latency_s": inside["programming_latency_s"],
+        "fairness": _fairness(inside["backends"]),
+    }
+
+
+def _fairness(backends: dict[str, int]) -> dict[str, float] | None:
+    counts = list(backends.values())
+    if not counts or not sum(counts):
+        return None
+    f = fairness(counts)
+    return {
+        "jain": round(f.jain, 5),
+        "max_min": round(f.max_min, 4),
+        "cv": round(f.cv, 5),
+        "p_uniform": round(f.p_uniform, 5),
     }

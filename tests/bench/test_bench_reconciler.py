@@ -165,3 +165,15 @@ def test_state_10k_fits_in_300mb(logs: dict[str, Path], capsys: pytest.CaptureFi
             f" with one full render on top: {with_render_mb} MB"
         )
     assert state_mb <= 300
+
+
+def test_fairness_statistics(benchmark: Any) -> None:
+    """Jain, max/min, CV and the chi-square p-value over 100 backends (pure arithmetic)."""
+    from harness.fairness import fairness
+
+    rng = random.Random(3)
+    counts = [0] * 100
+    for _ in range(100_000):
+        counts[rng.randrange(100)] += 1
+    result = benchmark(fairness, counts)
+    assert 0.99 < result.jain <= 1.0

@@ -89,9 +89,15 @@ def seed() -> dict[str, Any]:
         "ipset": sh("ipset save").splitlines(),
         "addresses": sh("ip -o -4 addr show dev kube-ipvs0").split(),
         "iptables": sh("iptables-legacy-save").splitlines(),
-        "sysctls": {name: Path(f"/proc/sys/{name.replace('.', '/')}").read_text().strip()
-                    for name in ("net.ipv4.vs.conntrack", "net.ipv4.vs.expire_nodest_conn",
-                                 "net.ipv4.vs.expire_quiescent_template", "net.ipv4.ip_forward")},
+        "sysctls": {
+            name: Path(f"/proc/sys/{name.replace('.', '/')}").read_text().strip()
+            for name in (
+                "net.ipv4.vs.conntrack",
+                "net.ipv4.vs.expire_nodest_conn",
+                "net.ipv4.vs.expire_quiescent_template",
+                "net.ipv4.ip_forward",
+            )
+        },
     }
 
 
