@@ -8,6 +8,8 @@ USAGE = """usage: python -m harness COMMAND [options]
          ClusterIP; prints one JSON line
   calibrate  the reconciler against bare iptables-restore and ipvsadm -R on one node
              (--node uml|netns --services S --endpoints E); prints one JSON line
+  sweep      sync cost per strategy (iptables full, iptables partial, ipvs) and cluster
+             size in one node (--node uml|netns --sizes 100,1000); writes syncs.csv
   demo   full vs partial iptables syncs on the host kernel, in a throwaway network namespace
 
 (the full bench arrives with issue 5)"""
@@ -23,6 +25,10 @@ def main() -> int:
         from harness import calibrate
 
         return calibrate.main(sys.argv[2:])
+    if command == "sweep":
+        from harness import sweep
+
+        return sweep.main(sys.argv[2:])
     if command == "demo":
         from harness import demo
 

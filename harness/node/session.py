@@ -22,11 +22,12 @@ def run_inside(
     needs_ipvs: bool = False,
     timeout: float = 900,
     announce: str = "",
+    collect: Callable[[Path], None] | None = None,
 ) -> tuple[NodeInfo, dict[str, Any]]:
     """Start a `kind` node, run `command(workdir, info)` inside it, stop the node.
 
     `workdir` is a directory both sides can write (the UML run directory, or a temporary
-    one for the netns node), removed with the node.
+    one for the netns node), removed with the node: `collect(workdir)` runs before that.
     """
     with create_node(kind) as node:
         info = node.info
@@ -42,6 +43,8 @@ def run_inside(
                 flush=True,
             )
         done = node.run(command(node.workdir, info), timeout=timeout)
+        if collect is not None and done.returncode == 0:
+            collect(node.workdir)
     if done.returncode != 0 or not done.stdout.strip():
         raise InsideRunFailed(
             f"{done.stderr}error: the run inside the node failed (exit {done.returncode})"
