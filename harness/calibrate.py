@@ -59,9 +59,15 @@ def _one_endpoint_change(cluster: SyntheticCluster, state: ClusterState) -> None
     state.apply(event)
 
 
-def _clean_iptables(variant: str) -> None:
-    for table in ("nat", "filter"):
-        _sh(f"iptables-{variant} -t {table} -F; iptables-{variant} -t {table} -X")
+def reset_kernel(variant: str, *, ipvs: bool = True) -> None:
+    """Clean tables before a measurement: kube-proxy's iptables chains, and IPVS, ipsets and
+    kube-ipvs0 (which may not exist: errors there are ignored)."""
+    script = "".join(
+        f"iptables-{variant} -t {t} -F; iptables-{variant} -t {t} -X; " for t in ("nat", "filter")
+    )
+    if ipvs:
+        script += "ipvsadm -C 2>/dev/null; ipset destroy 2>/dev/null; ip link del kube-ipvs0 2>/dev/null; "
+    subprocess.run(["sh", "-c", script + "true"], check=True, capture_output=True)
 
 
 class TimedKernelIpvs(KernelIpvs):
@@ -95,9 +101,9 @@ def measure(
         text = render(state, config).text.encode()
         bare, full, partial = [], [], []
         for _ in range(rounds):
-            _clean_iptables(variant)
+            reset_kernel(variant, ipvs=False)
             bare.append(_sh(f"iptables-{variant}-restore -w 5 --noflush", text))
-            _clean_iptables(variant)
+            reset_kernel(variant, ipvs=False)
             proxier = IptablesProxier(_state(log), KernelIptables(variant), config)  # type: ignore[arg-type]
             synced = proxier.sync(full=True)
             _one_endpoint_change(cluster, proxier.state)
@@ -111,7 +117,7 @@ def measure(
         out["iptables_full_ratio"] = round(median(full) / median(bare), 3)
         out["iptables_restore_bytes"] = len(text)
         out["iptables_rounds"] = {"bare": _r(bare), "full": _r(full), "one_endpoint": _r(partial)}
-        _clean_iptables(variant)
+        reset_kernel(variant, ipvs=False)
     if "ipvs" in modes:
         config_ipvs = IpvsConfig(cluster_cidr=CIDR)
         state = _state(log)

@@ -14,7 +14,6 @@ import argparse
 import csv
 import json
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from harness.calibrate import reset_kernel
 from harness.eventlog import PortSpec, SyntheticCluster, service_object, watch_event, write_log
 from harness.node import NodeInfo
 from harness.node.session import report_failures, run_inside
@@ -51,14 +51,6 @@ COLUMNS = (
     "ops",
 )
 CIDR = "10.244.0.0/16"
-
-
-def _clean(variant: str) -> None:
-    script = (
-        f"for t in nat filter; do iptables-{variant} -t $t -F; iptables-{variant} -t $t -X; done;"
-        " ipvsadm -C 2>/dev/null; ipset destroy 2>/dev/null; ip link del kube-ipvs0 2>/dev/null; true"
-    )
-    subprocess.run(["sh", "-c", script], check=True, capture_output=True)
 
 
 def _row(strategy: str, scenario: str, cluster: SyntheticCluster, m: SyncMetrics) -> dict[str, Any]:
@@ -92,7 +84,7 @@ def sweep_size(
     log = workdir / f"sweep-{cluster.services}.jsonl"
     write_log(log, cluster.initial_events())
     for strategy in strategies:
-        _clean(variant)
+        reset_kernel(variant)
         reader = LogReader(log)
         state = ClusterState()
         state.apply_all(reader.read_available(at_eof=True))
@@ -126,7 +118,7 @@ def sweep_size(
             outcome = proxier.sync(full=always_full)
             assert outcome is not None
             yield _row(strategy, "service-delete", cluster, outcome.metrics)
-    _clean(variant)
+    reset_kernel(variant)
 
 
 def run_sweep(

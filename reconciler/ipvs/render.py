@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from reconciler.iptables.render import JumpRule, categorize_endpoints
+from reconciler.iptables.render import JumpRule
 from reconciler.ipvs.model import (
     IPSET_BY_NAME,
     IPSETS,
@@ -25,6 +25,7 @@ from reconciler.ipvs.model import (
     ipset_create_line,
 )
 from reconciler.model import Endpoint, ServicePort
+from reconciler.topology import categorize_endpoints
 
 LOOP_BACK = "KUBE-LOOP-BACK"
 CLUSTER_IP = "KUBE-CLUSTER-IP"
