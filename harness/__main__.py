@@ -11,8 +11,10 @@ USAGE = """usage: python -m harness COMMAND [options]
   sweep      sync cost per strategy (iptables full, iptables partial, ipvs) and cluster
              size in one node (--node uml|netns --sizes 100,1000); writes syncs.csv
   demo   full vs partial iptables syncs on the host kernel, in a throwaway network namespace
-
-(the full bench arrives with issue 5)"""
+  bench  the iptables-vs-ipvs comparison (sweep, churn under traffic, fairness) into
+         results/<run-id>/ with report.md and plots (--quick: <= 10 min; --help)
+  report RUN   rebuild RUN's report.md, traffic.csv, fairness.csv and plots from its raw files
+  compare A B  B's figures as ratios of A's"""
 
 
 def main() -> int:
@@ -29,6 +31,18 @@ def main() -> int:
         from harness import sweep
 
         return sweep.main(sys.argv[2:])
+    if command == "bench":
+        from harness import bench
+
+        return bench.main(sys.argv[2:])
+    if command == "report":
+        from harness import report
+
+        return report.main(sys.argv[2:])
+    if command == "compare":
+        from harness import compare
+
+        return compare.main(sys.argv[2:])
     if command == "demo":
         from harness import demo
 

@@ -14,7 +14,6 @@ import asyncio
 import faulthandler
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from harness.backend import BACKEND_PORT, PodBackends
 from harness.eventlog import PortSpec
 from harness.pods import Pod, create_pods, delete_pods, pod_ip, setup_node_network
 from harness.publisher import EventPublisher, ServiceSlice
+from harness.reconciler_proc import output_tail, running_reconciler
 
-POD_CIDR = "10.244.0.0/16"
 SERVICE_IP = "10.96.0.100"
 NODE_NAME = "kpbench-node"  # the pods' nodeName, so the reconciler sees them as local
 
@@ -51,94 +50,78 @@ async def smoke(args: argparse.Namespace) -> dict[str, Any]:
     ]
     backends = PodBackends()
     publisher = EventPublisher(log, metrics, NODE_NAME)
-    reconciler: asyncio.subprocess.Process | None = None
     created: list[Pod] = []
     try:
         await setup_node_network()
-        reconciler_log = (work / "reconciler.log").open("wb")
-        reconciler = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "reconciler",
-            "run",
-            "--log",
-            str(log),
-            "--mode",
+        async with running_reconciler(
+            log,
+            metrics,
             args.mode,
-            "--cluster-cidr",
-            POD_CIDR,
-            "--follow",
-            "--min-sync-period",
-            args.min_sync_period,
-            "--iptables",
-            args.iptables,
-            "--metrics",
-            str(metrics),
-            stdout=reconciler_log,
-            stderr=reconciler_log,
-        )
-        reconciler_log.close()
-        publisher.alive = lambda: reconciler is not None and reconciler.returncode is None
-        svc = ServiceSlice(
-            "default", "web", SERVICE_IP, PortSpec(80, "http", target_port=BACKEND_PORT)
-        )
-        publisher.add_service(svc)
-
-        before_mb = mem_available_mb()
-        created = pods
-        await create_pods(pods)
-        for pod in pods:  # accepting connections before the endpoint is published
-            await backends.start(pod.name, pod.netns_path)
-        pods_mb = before_mb - mem_available_mb()
-        if args.fail_at == "pods":
-            raise InjectedFailure("failure injected after creating the pods")
-        for pod in pods:
-            svc.endpoints[pod.name] = (pod.ip, True, True, False)
-        publisher.publish(svc, "ADDED")
-        await publisher.wait_applied()
-
-        traffic = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "harness.traffic",
-            "--host",
-            SERVICE_IP,
-            "--port",
-            "80",
-            "--requests",
-            str(args.requests),
-            stdout=asyncio.subprocess.PIPE,
-        )
-        out, _ = await traffic.communicate()
-        result: dict[str, Any] = json.loads(out)
-
-        # Kubernetes order on removal: terminating, then removed, then the backend stops.
-        for pod in pods:
-            svc.endpoints[pod.name] = (pod.ip, False, True, True)
-        publisher.publish(svc)
-        await publisher.wait_applied()
-        svc.endpoints.clear()
-        publisher.publish(svc)
-        await publisher.wait_applied()
-        result["pods_mb"] = round(pods_mb, 1)
-        result["programming_latency_s"] = [round(x, 4) for x in publisher.latencies]
-        return result
-    finally:
-        await backends.stop_all()
-        if created:
-            await delete_pods(created)
-        if reconciler is not None and reconciler.returncode is None:
-            reconciler.send_signal(signal.SIGTERM)
+            min_sync_period=args.min_sync_period,
+            iptables=args.iptables,
+            output=work / "reconciler.log",
+        ) as reconciler:
             try:
-                await asyncio.wait_for(reconciler.wait(), timeout=15)
-            except TimeoutError:
-                print(
-                    "warning: the reconciler did not stop on SIGTERM within 15 s; killed",
-                    file=sys.stderr,
-                )
-                reconciler.kill()
-                await reconciler.wait()
+                return await _smoke_traffic(args, pods, backends, publisher, reconciler, created)
+            finally:
+                await backends.stop_all()
+                if created:
+                    await delete_pods(created)
+    finally:
         publisher.close()
+
+
+async def _smoke_traffic(
+    args: argparse.Namespace,
+    pods: list[Pod],
+    backends: PodBackends,
+    publisher: EventPublisher,
+    reconciler: asyncio.subprocess.Process,
+    created: list[Pod],
+) -> dict[str, Any]:
+    publisher.alive = lambda: reconciler.returncode is None
+    svc = ServiceSlice("default", "web", SERVICE_IP, PortSpec(80, "http", target_port=BACKEND_PORT))
+    publisher.add_service(svc)
+
+    before_mb = mem_available_mb()
+    created.extend(pods)
+    await create_pods(pods)
+    for pod in pods:  # accepting connections before the endpoint is published
+        await backends.start(pod.name, pod.netns_path)
+    pods_mb = before_mb - mem_available_mb()
+    if args.fail_at == "pods":
+        raise InjectedFailure("failure injected after creating the pods")
+    for pod in pods:
+        svc.endpoints[pod.name] = (pod.ip, True, True, False)
+    publisher.publish(svc, "ADDED")
+    await publisher.wait_applied()
+
+    traffic = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harness.traffic",
+        "--host",
+        SERVICE_IP,
+        "--port",
+        "80",
+        "--requests",
+        str(args.requests),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await traffic.communicate()
+    result: dict[str, Any] = json.loads(out)
+
+    # Kubernetes order on removal: terminating, then removed, then the backend stops.
+    for pod in pods:
+        svc.endpoints[pod.name] = (pod.ip, False, True, True)
+    publisher.publish(svc)
+    await publisher.wait_applied()
+    svc.endpoints.clear()
+    publisher.publish(svc)
+    await publisher.wait_applied()
+    result["pods_mb"] = round(pods_mb, 1)
+    result["programming_latency_s"] = [round(x, 4) for x in publisher.latencies]
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     except Exception as exc:  # reported, with the reconciler's own words, not as a traceback
-        log = Path(args.workdir) / "reconciler.log"
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-10:]) if log.exists() else ""
+        tail = output_tail(Path(args.workdir) / "reconciler.log")
         print(
             f"error: {type(exc).__name__}: {exc}\nreconciler log (last lines):\n{tail}",
             file=sys.stderr,

@@ -43,11 +43,16 @@ class EventPublisher:
         self.log = log
         self.node_name = node_name or None
         self.metrics = metrics
-        self.lines = 0
+        # Lines are numbered from the start of the log, as the reconciler counts them.
+        self.lines = log.read_bytes().count(b"\n") if log.exists() else 0
         self._fh = log.open("ab")
         self._metrics_offset = 0
         self.applied_lines = 0
-        self.latencies: list[float] = []
+        self.latencies: list[float] = []  # the reconciler's own, from when it read the event
+        # Network programming latency as a writer sees it: line -> seconds from the append to
+        # the end of the sync that applied it (the metrics' wall-clock timestamp).
+        self.programmed: dict[int, float] = {}
+        self._appended: dict[int, float] = {}
         # Set by the owner: False once the reconciler has exited, so waiting stops early.
         self.alive: Callable[[], bool] = lambda: True
 
@@ -58,6 +63,7 @@ class EventPublisher:
         self._fh.write(encode(event))
         self._fh.flush()
         self.lines += 1
+        self._appended[self.lines] = time.time()
         return self.lines
 
     def add_service(self, svc: ServiceSlice) -> int:
@@ -89,7 +95,10 @@ class EventPublisher:
         self._metrics_offset += cut
         for line in data[:cut].splitlines():
             record = orjson.loads(line)
-            self.applied_lines = max(self.applied_lines, record.get("log_lines", 0))
+            applied = record.get("log_lines", 0)
+            for pending in [n for n in self._appended if n <= applied]:
+                self.programmed[pending] = record["timestamp"] - self._appended.pop(pending)
+            self.applied_lines = max(self.applied_lines, applied)
             if record.get("latency_s") is not None:
                 self.latencies.append(record["latency_s"])
 

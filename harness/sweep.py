@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import random
 import shutil
 import sys
 import time
@@ -83,6 +84,9 @@ def sweep_size(
 ) -> Iterator[dict[str, Any]]:
     log = workdir / f"sweep-{cluster.services}.jsonl"
     write_log(log, cluster.initial_events())
+    # The same services change, in the same order, for every strategy and every run.
+    rng = random.Random(cluster.seed)
+    changed = [rng.randrange(cluster.services) for _ in range(changes)]
     for strategy in strategies:
         reset_kernel(variant)
         reader = LogReader(log)
@@ -102,7 +106,7 @@ def sweep_size(
         yield _row(strategy, "initial", cluster, outcome.metrics)
         next_pod = cluster.services * cluster.endpoints_per_service + 1
         for k in range(changes):
-            _apply(state, cluster.replace_one_endpoint((k * 7919) % cluster.services, next_pod + k))
+            _apply(state, cluster.replace_one_endpoint(changed[k], next_pod + k))
             outcome = proxier.sync(full=always_full)
             assert outcome is not None
             yield _row(strategy, "endpoint-change", cluster, outcome.metrics)
@@ -129,19 +133,29 @@ def run_sweep(
     variant: Variant,
     workdir: Path,
     out: Path,
+    progress: Path | None = None,
+    seed: int = 1,
 ) -> int:
-    """Runs inside the node; writes syncs.csv rows to `out` as they come. Returns the count."""
+    """Runs inside the node; writes syncs.csv rows to `out` as they come. Returns the count.
+    One line per sync goes to `progress` if given (the bench's progress display tails it)."""
     count = 0
+    per_size = len(strategies) * (1 + changes + 2 * max(1, changes // 2))
     with out.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         for size in sizes:
             for row in sweep_size(
-                SyntheticCluster(size, endpoints), strategies, changes, variant, workdir
+                SyntheticCluster(size, endpoints, seed=seed), strategies, changes, variant, workdir
             ):
                 writer.writerow(row)
                 fh.flush()
                 count += 1
+                if progress is not None:
+                    with progress.open("a") as log:
+                        log.write(
+                            f"sweep: {size} services, {row['mode']} {row['scenario']}"
+                            f" {row['wall_s']:.2f} s ({count}/{per_size * len(sizes)} syncs)\n"
+                        )
     return count
 
 
@@ -153,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", choices=["uml", "netns"], default="uml")
     parser.add_argument("--sizes", default="100,300,1000", help="comma-separated service counts")
     parser.add_argument("--endpoints", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1, help="which services change")
     parser.add_argument("--changes", type=int, default=5, help="endpoint changes per size")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument(
         "--out", type=Path, default=None, help="default results/sweep-<time>/syncs.csv"
     )
     parser.add_argument("--inside", help=argparse.SUPPRESS)
+    parser.add_argument("--progress", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--iptables", default="legacy", choices=["legacy", "nft"], help=argparse.SUPPRESS
     )
@@ -171,7 +187,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside:
         work = Path(args.inside)
         rows = run_sweep(
-            sizes, args.endpoints, strategies, args.changes, args.iptables, work, work / "syncs.csv"
+            sizes,
+            args.endpoints,
+            strategies,
+            args.changes,
+            args.iptables,
+            work,
+            work / "syncs.csv",
+            args.progress,
+            args.seed,
         )
         print(json.dumps({"rows": rows}))
         return 0
@@ -193,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             str(args.endpoints),
             "--changes",
             str(args.changes),
+            "--seed",
+            str(args.seed),
             "--strategies",
             ",".join(strategies),
             "--iptables",
