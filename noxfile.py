@@ -1,4 +1,5 @@
-"""nox sessions: `nox -s tests` (unit + real-kernel tests), `nox -s bench` (the main job), `nox -s lint`."""
+"""nox sessions: `nox -s tests` (unit + real-kernel tests), `nox -s bench` (the main job),
+`nox -s gate` (the regression gate), `nox -s targets` (per-issue benchmarks), `nox -s lint`."""
 
 from __future__ import annotations
 
@@ -53,12 +54,21 @@ def tests(session: nox.Session) -> None:
     """Unit tests and real-kernel tests (the latter need root, else they skip saying so)."""
     ensure_system_packages(session)
     session.install("-e", ".[test]")
-    session.run("pytest", "-m", "not bench", *session.posargs)
+    session.run("pytest", "-m", "not bench and not gate", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The main job. For now: hot-path benchmarks, then a real-kernel full-vs-partial demo."""
+    """The main job: the iptables-vs-ipvs comparison into results/<run-id>/ (about 40 min;
+    `nox -s bench -- --quick` takes under 10). Arguments after -- go to `python -m harness bench`."""
+    ensure_system_packages(session)
+    session.install("-e", ".")
+    session.run("python", "-m", "harness", "bench", *session.posargs)
+
+
+@nox.session
+def targets(session: nox.Session) -> None:
+    """The per-issue targets: hot-path, node and calibrate benchmarks, then a host-kernel demo."""
     ensure_system_packages(session)
     session.install("-e", ".[test]")
     out = Path("results") / "bench"
@@ -78,6 +88,16 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "harness", "demo", "--services", "1000", "--endpoints", "10")
     else:
         session.warn("skipping the real-kernel demo: it needs root to create a network namespace")
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Hot-path benchmarks against results/baseline/benchmarks.json; fails on a regression.
+
+    `nox -s gate -- --baseline PATH` compares with another baseline; `-- --refresh` makes
+    this run the baseline (see the README for when that is legitimate)."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "harness", "gate", *session.posargs)
 
 
 @nox.session

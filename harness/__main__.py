@@ -14,7 +14,9 @@ USAGE = """usage: python -m harness COMMAND [options]
   bench  the iptables-vs-ipvs comparison (sweep, churn under traffic, fairness) into
          results/<run-id>/ with report.md and plots (--quick: <= 10 min; --help)
   report RUN   rebuild RUN's report.md, traffic.csv, fairness.csv and plots from its raw files
-  compare A B  B's figures as ratios of A's"""
+  compare A B  B's figures as ratios of A's
+  gate   the hot-path benchmarks against results/baseline/benchmarks.json (--baseline,
+         --threshold, --refresh); exit 1 on a regression"""
 
 
 def main() -> int:
@@ -43,6 +45,10 @@ def main() -> int:
         from harness import compare
 
         return compare.main(sys.argv[2:])
+    if command == "gate":
+        from harness import gate
+
+        return gate.main(sys.argv[2:])
     if command == "demo":
         from harness import demo
 

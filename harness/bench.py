@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
+import hashlib
 import json
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -131,6 +134,25 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def keep_gzipped(src: Path, dst: Path) -> None:
+    """A byte-stable gzip copy (no timestamp in the header)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with (
+        src.open("rb") as fin,
+        dst.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as fout,
+    ):
+        shutil.copyfileobj(fin, fout)
+
+
 def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
@@ -194,6 +216,7 @@ class Bench:
             "packages": package_versions(),
             "host_kernel": platform.release(),
             "node": {"kind": node_kind},
+            "event_logs": {},  # name -> sha256: the same seed and options give the same digests
         }
 
     def write_meta(self) -> None:
@@ -281,6 +304,10 @@ class Bench:
             syncs = work / "syncs.csv"
             if syncs.exists():
                 (self.out / "syncs.csv").write_bytes(syncs.read_bytes())
+            # The sweep's logs are large: their digests show two runs replayed the same events.
+            for log in sorted(work.glob("sweep-*.jsonl")):
+                self.meta["event_logs"][log.name] = sha256_of(log)
+            self.write_meta()
 
     def churn(self, node: Node, mode: str) -> None:
         plan, work = self.plan, node.workdir
@@ -300,6 +327,11 @@ class Bench:
         finally:
             if raw.exists():
                 gather_mode(mode, raw, self.out, plan.services + plan.background, plan.pods)
+                log = raw / "events.jsonl"
+                if log.exists():
+                    self.meta["event_logs"][f"churn-{mode}.jsonl"] = sha256_of(log)
+                    keep_gzipped(log, self.out / "events" / f"{mode}.jsonl.gz")
+                self.write_meta()
 
 
 class PhaseFailed(RuntimeError):

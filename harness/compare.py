@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report import fairness_summary, programming_latency, sweep_rows
-from harness.results import fairness_table, load, traffic_table
+from harness.report import load_run, programming_latency, sweep_rows
 
 
 def sync_ratios(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -17,7 +16,7 @@ def sync_ratios(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     keys = ["mode", "scenario", "services"]
     med_a = sweep_rows(a).groupby(keys)[["wall_s", "cpu_s"]].median()
     med_b = sweep_rows(b).groupby(keys)[["wall_s", "cpu_s"]].median()
-    both = med_a.join(med_b, lsuffix=" A", rsuffix=" B", how="inner")
+    both = pd.merge(med_a, med_b, left_index=True, right_index=True, suffixes=(" A", " B"))
     both["wall B/A"] = both["wall_s B"] / both["wall_s A"]
     both["cpu B/A"] = both["cpu_s B"] / both["cpu_s A"]
     return both.reset_index()
@@ -28,8 +27,12 @@ def side_by_side(
 ) -> pd.DataFrame:
     if a.empty or b.empty:
         return pd.DataFrame()
-    both = a.set_index(keys)[values].join(
-        b.set_index(keys)[values], lsuffix=" A", rsuffix=" B", how="inner"
+    both = pd.merge(
+        a.set_index(keys)[values],
+        b.set_index(keys)[values],
+        left_index=True,
+        right_index=True,
+        suffixes=(" A", " B"),
     )
     for v in values:
         both[f"{v} B/A"] = both[f"{v} B"] / both[f"{v} A"]
@@ -37,7 +40,7 @@ def side_by_side(
 
 
 def compare(run_a: Path, run_b: Path) -> str:
-    a, b = load(run_a), load(run_b)
+    a, b = load_run(run_a), load_run(run_b)
     parts = [f"# {run_b} / {run_a}", ""]
     sections = [
         ("Sync cost (medians)", sync_ratios(a["syncs"], b["syncs"])),
@@ -50,8 +53,8 @@ def compare(run_a: Path, run_b: Path) -> str:
         (
             "Fairness",
             side_by_side(
-                fairness_summary(fairness_table(a["requests"])),
-                fairness_summary(fairness_table(b["requests"])),
+                a["fair_summary"],
+                b["fair_summary"],
                 ["mode", "scenario", "service", "counted"],
                 ["jain", "max/min"],
             ),
@@ -59,7 +62,7 @@ def compare(run_a: Path, run_b: Path) -> str:
         (
             "Requests and failures",
             side_by_side(
-                traffic_table(a["requests"]), traffic_table(b["requests"]),
+                a["traffic"], b["traffic"],
                 ["mode", "scenario", "service"], ["requests", "failed"],
             ),
         ),

@@ -490,13 +490,20 @@ def anchor_table(
     return pd.DataFrame(rows)
 
 
+def load_run(run: Path) -> dict[str, Any]:
+    """The raw files (harness.results.load) and the tables derived from them."""
+    data = load(run)
+    data["traffic"] = traffic_table(data["requests"])
+    data["fairness"] = fairness_table(data["requests"])
+    data["fair_summary"] = fairness_summary(data["fairness"])
+    data["fails"] = failures(data["traffic"])
+    return data
+
+
 def render(data: dict[str, Any], plots: Sequence[str]) -> str:
     meta: dict[str, Any] = data["meta"]
     syncs: pd.DataFrame = data["syncs"]
-    traffic = traffic_table(data["requests"])
-    fair = fairness_table(data["requests"])
-    fair_summary = fairness_summary(fair)
-    fails = failures(traffic)
+    fair_summary, fails = data["fair_summary"], data["fails"]
     cpu_table = churn_cpu(data["cpu"], syncs)
     lines = [f"# kpbench run {meta.get('run_id', '')}".rstrip(), ""]
     status = meta.get("status", "unknown")
@@ -583,9 +590,9 @@ def build(run: Path) -> Path:
     """Rebuild traffic.csv, fairness.csv, the plots and report.md from the raw files."""
     from harness.plots import draw_all
 
-    data = load(run)
-    traffic_table(data["requests"]).to_csv(run / "traffic.csv", index=False)
-    fairness_table(data["requests"]).to_csv(run / "fairness.csv", index=False)
+    data = load_run(run)
+    data["traffic"].to_csv(run / "traffic.csv", index=False)
+    data["fairness"].to_csv(run / "fairness.csv", index=False)
     plots = draw_all(run, data)
     report = run / "report.md"
     report.write_text(render(data, plots))

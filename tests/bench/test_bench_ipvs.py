@@ -23,7 +23,7 @@ from reconciler.events import decode_line
 from reconciler.ipvs.fake import FakeIpvsKernel
 from reconciler.ipvs.proxier import IpvsProxier
 from reconciler.ipvs.render import IpvsConfig
-from tests.bench.test_bench_reconciler import replay
+from tests.workloads import replay
 
 pytestmark = pytest.mark.bench
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +16,12 @@ import pytest
 
 from harness.eventlog import SyntheticCluster, write_log
 from reconciler.iptables.render import IptablesConfig, RenderedRules, render
-from reconciler.logreader import LogReader
 from reconciler.state import ClusterState
+from tests.workloads import churn_events, replay
 
 pytestmark = pytest.mark.bench
 CONFIG = IptablesConfig(cluster_cidr="10.244.0.0/16")
 SERVICES, ENDPOINTS = 10_000, 10
-
-
-def churn_events(
-    cluster: SyntheticCluster, changes: int, seed: int = 7
-) -> Iterator[dict[str, Any]]:
-    rng = random.Random(seed)
-    yield from cluster.initial_events()
-    first_new_pod = cluster.services * cluster.endpoints_per_service + 1
-    for k in range(changes):
-        yield cluster.replace_one_endpoint(rng.randrange(cluster.services), first_new_pod + k)
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +32,6 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_log(out["state"], cluster.initial_events())
     write_log(out["churn"], churn_events(cluster, changes=20_000))
     return out
-
-
-def replay(path: Path) -> tuple[ClusterState, int]:
-    reader = LogReader(path)
-    events = reader.read_available(at_eof=True)
-    reader.close()
-    state = ClusterState()
-    state.apply_all(events)
-    return state, len(events)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +116,7 @@ def test_partial_render_after_one_endpoint_change_10k(benchmark: Any, state: Clu
 RSS_PROBE = """
 import sys
 from pathlib import Path
-from tests.bench.test_bench_reconciler import replay
+from tests.workloads import replay
 from reconciler.iptables.render import IptablesConfig, render
 def peak_mb():
     status = Path("/proc/self/status").read_text()
