@@ -215,7 +215,10 @@ class Bench:
             "python": platform.python_version(),
             "packages": package_versions(),
             "host_kernel": platform.release(),
-            "node": {"kind": node_kind},
+            "node": node_kind,
+            "kernel": None,  # uname -r inside the node
+            "syscall_us": None,  # its calibration: absolute times in UML are not native
+            "node_info": None,
             "event_logs": {},  # name -> sha256: the same seed and options give the same digests
         }
 
@@ -238,7 +241,11 @@ class Bench:
         code = 1
         try:
             with create_node(self.node_kind) as node:
-                self.meta["node"] = asdict(node.info)
+                self.meta.update(
+                    kernel=node.info.kernel,
+                    syscall_us=node.info.syscall_us,
+                    node_info=asdict(node.info),
+                )
                 self.write_meta()
                 if "ipvs" in self.plan.modes and not node.info.has_ipvs:
                     raise NodeUnavailable(

@@ -163,8 +163,28 @@ class Check:
     ok: bool | None  # None: not measured in this run
 
 
-def checks(syncs: pd.DataFrame, fair_summary: pd.DataFrame, fails: pd.DataFrame) -> list[Check]:
+def checks(
+    syncs: pd.DataFrame,
+    fair_summary: pd.DataFrame,
+    fails: pd.DataFrame,
+    traffic: pd.DataFrame | None = None,
+) -> list[Check]:
     out = []
+    if traffic is not None and "locust_requests" in traffic:
+        ours = int(traffic["requests"].sum())
+        theirs = int(traffic["locust_requests"].fillna(0).sum())
+        failed, locust_failed = (
+            int(traffic["failed"].sum()),
+            int(traffic["locust_failures"].fillna(0).sum()),
+        )
+        out.append(
+            Check(
+                "locust's statistics agree with the per-request records",
+                "same requests and failures",
+                f"locust {theirs:,} / {locust_failed:,} failed; records {ours:,} / {failed:,} failed",
+                ours == theirs and failed == locust_failed,
+            )
+        )
     steady = (
         fair_summary[
             (fair_summary["scenario"] == "steady") & (fair_summary["counted"] == "connections")
@@ -494,6 +514,10 @@ def load_run(run: Path) -> dict[str, Any]:
     """The raw files (harness.results.load) and the tables derived from them."""
     data = load(run)
     data["traffic"] = traffic_table(data["requests"])
+    if not data["traffic"].empty and not data["locust"].empty:
+        data["traffic"] = data["traffic"].merge(
+            data["locust"], on=["mode", "scenario", "service"], how="left"
+        )
     data["fairness"] = fairness_table(data["requests"])
     data["fair_summary"] = fairness_summary(data["fairness"])
     data["fails"] = failures(data["traffic"])
@@ -512,7 +536,7 @@ def render(data: dict[str, Any], plots: Sequence[str]) -> str:
             f"> **This run is {status}**: the tables hold what was measured before it stopped.",
             "",
         ]
-    node = meta.get("node", {})
+    node = meta.get("node_info") or {}
     lines += [
         "## Node and calibration",
         "",
@@ -540,7 +564,7 @@ def render(data: dict[str, Any], plots: Sequence[str]) -> str:
             "measured": c.measured,
             "result": "n/a" if c.ok is None else ("pass" if c.ok else "**FAIL**"),
         }
-        for c in checks(syncs, fair_summary, fails)
+        for c in checks(syncs, fair_summary, fails, data["traffic"])
     ]
     lines += [_markdown(pd.DataFrame(check_rows)), "## Verdicts on the seed article's claims", ""]
     for text in verdicts(syncs, fair_summary, cpu_table):

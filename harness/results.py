@@ -139,6 +139,25 @@ def fairness_table(requests: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def locust_counts(run: Path) -> pd.DataFrame:
+    """locust's own statistics (its JSON output, one file per mode and scenario): requests and
+    failures per service, to check the per-request records against."""
+    rows = []
+    for path in sorted((run / "locust").glob("*.json")):
+        mode, _, scenario = path.stem.partition("-")
+        for entry in json.loads(path.read_text()):
+            rows.append(
+                {
+                    "mode": mode,
+                    "scenario": scenario,
+                    "service": entry["name"],
+                    "locust_requests": entry["num_requests"],
+                    "locust_failures": entry["num_failures"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
 def load(run: Path) -> dict[str, Any]:
     """Everything the report needs from a run folder."""
     requests = read_csv(run / "requests.csv.gz")
@@ -152,4 +171,5 @@ def load(run: Path) -> dict[str, Any]:
         "churn": read_csv(run / "churn.csv"),
         "latency": read_csv(run / "latency.csv"),
         "cpu": read_csv(run / "cpu.csv"),
+        "locust": locust_counts(run),
     }

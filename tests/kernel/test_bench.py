@@ -55,9 +55,9 @@ def test_small_bench_in_uml_compares_both_modes(tmp_path: Path) -> None:
     assert "this takes roughly" in done.stderr  # says up front how long
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "complete"
-    assert meta["node"]["kind"] == "uml" and meta["node"]["kernel"].startswith("6.")
-    for key in ("syscall_us", "iptables", "has_ipvs"):
-        assert key in meta["node"]
+    assert meta["node"] == "uml" and meta["kernel"].startswith("6.") and meta["syscall_us"] > 0
+    for key in ("syscall_us", "iptables", "has_ipvs", "start_s"):
+        assert key in meta["node_info"]
     assert {"pandas", "locust", "kpbench"} <= set(meta["packages"])
     assert meta["seed"] == 1 and meta["git_commit"] and "bench" in meta["command"]
     for name in ("syncs.csv", "traffic.csv", "fairness.csv", "report.md", "requests.csv.gz"):

@@ -153,7 +153,12 @@ def make_run(
     path.mkdir(parents=True)
     (path / "meta.json").write_text(
         json.dumps(
-            {"run_id": path.name, "status": "complete", "node": {"kind": "uml", "kernel": "6.1"}}
+            {
+                "run_id": path.name,
+                "status": "complete",
+                "node": "uml",
+                "node_info": {"kind": "uml", "kernel": "6.1"},
+            }
         )
     )
     syncs = pd.DataFrame(sweep_rows())
