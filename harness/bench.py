@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import gzip
 import hashlib
+import itertools
 import json
 import platform
 import shlex
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
@@ -73,37 +75,50 @@ class BenchPlan:
 
 
 QUICK = BenchPlan(
-    sizes=(100, 300, 1000), changes=5, background=100, replacements=12, connections=2000
+    sizes=(100, 300, 1000), changes=3, background=100, replacements=8, connections=2000
 )
 FULL = BenchPlan(
     sizes=(100, 1000, 5000, 10000), changes=5, background=1000, replacements=30, connections=10000
 )
 
 
+def _interpolate(points: Sequence[tuple[float, float]], x: float) -> float:
+    """Piecewise-linear through measured points, extended along the last segment."""
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if x <= x1 or (x1, y1) == points[-1]:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return points[-1][1]
+
+
+# Seconds per sync in the UML node, by cluster size: iptables (median of full and partial
+# syncs) and an ipvs initial load, from the example full run (results/example).
+UML_IPTABLES_SYNC = ((0, 2.0), (100, 2.7), (1000, 5.0), (5000, 10.0), (10000, 30.0))
+UML_IPVS_INITIAL = ((0, 1.0), (100, 1.2), (1000, 4.5), (5000, 6.0), (10000, 13.0))
+
+
 def estimate_s(plan: BenchPlan, node: str) -> float:
-    """Rough run time, from figures measured on the 2-core machines (README, DESIGN §7)."""
-    speed = 1.0 if node == "uml" else 0.12  # the host kernel: native system calls
-
-    def iptables_sync(services: int) -> float:
-        return speed * (0.3 + 3e-3 * services * (1 + services / 20000))
-
-    def ipvs_initial(services: int) -> float:
-        return speed * 3.5e-3 * services * (1 + services / 2500)
-
+    """Rough run time, from the example full run on the 2-core machines (UML) and the host
+    kernel being ~20x faster at the same work."""
+    speed = 1.0 if node == "uml" else 0.05
     syncs = 1 + plan.changes + 2 * max(1, plan.changes // 2)
     total = 10.0
     for size in plan.sizes:
         if "iptables" in plan.modes:
-            total += 2 * (syncs * iptables_sync(size) + 3)
+            total += 2 * syncs * speed * _interpolate(UML_IPTABLES_SYNC, size) + 4
         if "ipvs" in plan.modes:
-            total += ipvs_initial(size) + syncs * 0.05 + 3 + 0.2 * iptables_sync(size)
-    rate = 230 if node == "uml" else 1500  # new connections per second through locust
+            total += speed * (_interpolate(UML_IPVS_INITIAL, size) + 0.1 * size**0.5 * syncs) + 4
+    # New connections and keep-alive requests per second through locust.
+    new_rate, keep_rate = (210, 550) if node == "uml" else (1200, 3000)
     for mode in plan.modes:
-        per_step = (
-            3 * (iptables_sync(plan.background) if mode == "iptables" else 0.5) + plan.grace_s
-        )
-        total += 15 + plan.replacements * max(plan.interval_s, per_step)
-        total += plan.services * plan.connections * (1 / rate + 1 / (rate * 3))
+        # A replacement is three applied events plus the pod's start and stop. In UML with
+        # traffic running it took ~14 s (iptables, 20 background services), ~31 s (iptables,
+        # 1,000) and ~4 s (ipvs); on the host kernel ~1.5 s.
+        if node == "uml":
+            per_step = 12 + 0.02 * plan.background if mode == "iptables" else 4.0
+        else:
+            per_step = 1.5
+        total += 20 + plan.replacements * max(plan.interval_s, per_step)
+        total += plan.services * plan.connections * (1 / new_rate + 1 / keep_rate)
     return total
 
 

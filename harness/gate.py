@@ -1,8 +1,8 @@
 """`python -m harness gate`: the hot-path benchmarks (tests/gate) against a committed baseline.
 
-Times are compared in units of a calibration loop measured in the same run (each
-benchmark's minimum over its rounds, divided by the calibration loop's minimum), so a
-slower or busier machine moves both and cancels out. A benchmark regresses when its
+Times are compared in units of a calibration loop timed right around each benchmark (each
+benchmark's minimum over its rounds, divided by the loop's best time there), so a slower or
+busier machine, even one whose load changes during the run, moves both and cancels out. A benchmark regresses when its
 calibrated time exceeds the baseline's by more than the threshold (default 1.5x); one that
 seems to regress is measured again and keeps its better minimum, so a one-off stall on a
 shared machine does not fail the gate while a real slowdown fails it both times.
@@ -35,6 +35,9 @@ class GateError(Exception):
 class Bench:
     seconds: float  # STATISTIC over the rounds
     counters: dict[str, int]
+    # The calibration loop's best time around this benchmark (None: use the run's own
+    # test_calibration benchmark).
+    calibration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,16 @@ def load(path: Path) -> dict[str, Bench]:
     """pytest-benchmark's JSON (--benchmark-json) as name -> Bench."""
     try:
         doc = json.loads(path.read_text())
-        return {
-            b["name"]: Bench(
-                float(b["stats"][STATISTIC]), dict((b.get("extra_info") or {}).get("counters", {}))
+        out = {}
+        for b in doc["benchmarks"]:
+            extra = b.get("extra_info") or {}
+            calibration = extra.get("calibration_s")
+            out[b["name"]] = Bench(
+                float(b["stats"][STATISTIC]),
+                dict(extra.get("counters", {})),
+                float(calibration) if calibration else None,
             )
-            for b in doc["benchmarks"]
-        }
+        return out
     except FileNotFoundError:
         raise GateError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -73,16 +80,28 @@ def load(path: Path) -> dict[str, Bench]:
 
 
 def calibrated(benches: dict[str, Bench], path: str) -> dict[str, float]:
+    """Each benchmark's time in units of the calibration loop timed around it (or, failing
+    that, of the run's test_calibration)."""
     if CALIBRATION not in benches:
         raise GateError(f"{path}: has no {CALIBRATION} benchmark to calibrate against")
     unit = benches[CALIBRATION].seconds
-    return {name: b.seconds / unit for name, b in benches.items() if name != CALIBRATION}
+    return {
+        name: b.seconds / (b.calibration or unit)
+        for name, b in benches.items()
+        if name != CALIBRATION
+    }
 
 
 def compare(
-    baseline: dict[str, Bench], current: dict[str, Bench], threshold: float = THRESHOLD
+    baseline: dict[str, Bench],
+    current: dict[str, Bench],
+    threshold: float = THRESHOLD,
+    current_times: dict[str, float] | None = None,
 ) -> list[Row]:
-    base_t, cur_t = calibrated(baseline, "baseline"), calibrated(current, "current run")
+    """Rows for every benchmark and counter. `current_times` overrides the calibrated times
+    of `current` (the better of two runs, after a re-measure)."""
+    base_t = calibrated(baseline, "baseline")
+    cur_t = current_times if current_times is not None else calibrated(current, "current run")
     rows = []
     for name in sorted(set(base_t) | set(cur_t)):
         if name not in cur_t:
@@ -109,13 +128,9 @@ def compare(
     return rows
 
 
-def merge_best(first: dict[str, Bench], again: dict[str, Bench]) -> dict[str, Bench]:
-    """Each benchmark's better time of two runs (the calibration loop's too)."""
-    merged = dict(first)
-    for name, bench in again.items():
-        if name in merged and bench.seconds < merged[name].seconds:
-            merged[name] = Bench(bench.seconds, merged[name].counters)
-    return merged
+def best_of(first: dict[str, float], again: dict[str, float]) -> dict[str, float]:
+    """Each benchmark's better calibrated time of two runs, each calibrated in its own run."""
+    return {name: min(t, again.get(name, t)) for name, t in first.items()}
 
 
 def table(rows: list[Row]) -> str:
@@ -191,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             again = args.out.with_name(args.out.stem + "-again.json")
             run_benchmarks(again, slow)
-            current = merge_best(current, load(again))
-            rows = compare(baseline, current, args.threshold)
+            best = best_of(
+                calibrated(current, "current run"), calibrated(load(again), "the re-measure")
+            )
+            rows = compare(baseline, current, args.threshold, best)
     except GateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

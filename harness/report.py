@@ -144,12 +144,23 @@ def fairness_summary(fair: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def failures(traffic: pd.DataFrame) -> pd.DataFrame:
+def failures(traffic: pd.DataFrame, requests: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Failed requests per mode x scenario. With the per-request records, also when: failures
+    that start within the same half second form one moment, and `services at once` tells a
+    stall of the whole node (every service fails together) from a miss of one service."""
     if traffic.empty:
         return pd.DataFrame()
     kinds = ["refused", "reset", "timeout", "bad-response", "other"]
     table = traffic.groupby(["mode", "scenario"])[["requests", "failed", *kinds]].sum()
     table["failed %"] = (100 * table["failed"] / table["requests"]).round(4)
+    if requests is not None and not requests.empty:
+        failed = requests[requests["outcome"] != "ok"].assign(
+            moment=lambda df: (df["t"] // 0.5).astype(int)
+        )
+        per_moment = failed.groupby(["mode", "scenario", "moment"])["service"].nunique()
+        table["failure moments"] = per_moment.groupby(["mode", "scenario"]).size()
+        table["services at once (max)"] = per_moment.groupby(["mode", "scenario"]).max()
+        table = table.fillna({"failure moments": 0, "services at once (max)": 0})
     return table.reset_index()
 
 
@@ -421,8 +432,24 @@ def verdicts(syncs: pd.DataFrame, fair_summary: pd.DataFrame, cpu_table: pd.Data
     return out
 
 
+NATIVE_SYSCALL_US = 0.25  # the host kernel's, measured by the netns node on these machines
+
+
+def _kernel_note(node: dict[str, Any]) -> str:
+    syscall_us = node.get("syscall_us")
+    if node.get("kind") == "uml" and syscall_us:
+        return (
+            f"ours in the UML node, where a system call takes {syscall_us:g} µs,"
+            f" ~{syscall_us / NATIVE_SYSCALL_US:.0f}× a native one"
+        )
+    return f"ours in the {node.get('kind', '?')} node's kernel {node.get('kernel', '?')}"
+
+
 def anchor_table(
-    syncs: pd.DataFrame, latency: pd.DataFrame, fair_summary: pd.DataFrame
+    syncs: pd.DataFrame,
+    latency: pd.DataFrame,
+    fair_summary: pd.DataFrame,
+    node: dict[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Our figures next to the published ones (../shared/reference/anchors.md)."""
 
@@ -437,7 +464,7 @@ def anchor_table(
                 "quantity": "iptables-restore of 1,000 services (full sync)",
                 "published": "270–700 ms (k/k PR #36006, 2016 CPUs, kernel 4.6)",
                 "ours": med("iptables-full", "initial", 1000),
-                "note": "ours in the node's kernel; UML syscalls are ~200× slower than native",
+                "note": _kernel_note(node or {}),
             }
         )
     for size in (5000, 10000):
@@ -520,7 +547,7 @@ def load_run(run: Path) -> dict[str, Any]:
         )
     data["fairness"] = fairness_table(data["requests"])
     data["fair_summary"] = fairness_summary(data["fairness"])
-    data["fails"] = failures(data["traffic"])
+    data["fails"] = failures(data["traffic"], data["requests"])
     return data
 
 
@@ -600,10 +627,14 @@ def render(data: dict[str, Any], plots: Sequence[str]) -> str:
         _markdown(fair_summary),
         "## Failed requests",
         "",
+        "Failures that start within the same half second form one moment. When every"
+        " service fails in the same moment, the whole node stalled; a load-balancing miss"
+        " (a request sent to a pod that is gone) hits only the service being churned.",
+        "",
         _markdown(fails),
         "## Against published figures",
         "",
-        _markdown(anchor_table(syncs, data["latency"], fair_summary)),
+        _markdown(anchor_table(syncs, data["latency"], fair_summary, node)),
     ]
     if plots:
         lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
