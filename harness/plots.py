@@ -63,6 +63,8 @@ def distribution(requests: pd.DataFrame, path: Path) -> bool:
         for scenario, unit in (("steady", "connections"), ("keepalive", "requests"))
         if not fair[(fair["mode"] == mode) & (fair["scenario"] == scenario)].empty
     ]
+    if not panels:  # e.g. a run interrupted during the churn: no steady-state counts yet
+        return False
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels)), squeeze=False)
     for ax, (mode, scenario, unit) in zip(axes[:, 0], panels, strict=True):
         sel = fair[(fair["mode"] == mode) & (fair["scenario"] == scenario)]

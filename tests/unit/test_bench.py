@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +314,15 @@ def test_an_existing_run_is_never_overwritten(
 def test_estimates_say_quick_fits_ten_minutes_and_full_an_hour() -> None:
     assert bench.estimate_s(bench.QUICK, "uml") <= 600
     assert bench.estimate_s(bench.FULL, "uml") <= 3600
+
+
+def test_an_interrupted_run_still_gets_a_report(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "run", [250] * 8, uniform_random(2000, 8))
+    requests = pd.read_csv(run / "requests.csv.gz")
+    requests[requests["scenario"] == "churn"].to_csv(run / "requests.csv.gz", index=False)
+    meta = json.loads((run / "meta.json").read_text())
+    (run / "meta.json").write_text(json.dumps({**meta, "status": "interrupted"}))
+    text = report.build(run).read_text()
+    assert "This run is interrupted" in text
+    assert not (run / "distribution.png").exists()  # no steady-state counts to draw
+    assert re.search(r"\| ipvs round robin, one client\s*\|[^\n]*not measured[^\n]*\| n/a", text)
