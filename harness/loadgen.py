@@ -15,6 +15,10 @@ imports it first and must run as its own process (../shared/reference/libraries.
 
 from __future__ import annotations
 
+# isort: off
+import locust  # first: its gevent monkey-patching must precede every socket user
+
+# isort: on
 import argparse
 import csv
 import itertools
@@ -30,56 +34,20 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import gevent
-import locust
 from locust import User, constant, task
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.stats import save_stats_json
 
-REQUEST_CLOSE = b"GET / HTTP/1.1\r\nHost: kpbench\r\nConnection: close\r\n\r\n"
-REQUEST_KEEP = b"GET / HTTP/1.1\r\nHost: kpbench\r\n\r\n"
+from harness.httpwire import (
+    REQUEST_CLOSE,
+    REQUEST_KEEP,
+    BadResponse,
+    failure_kind,
+    read_response,
+)
+
 CSV_COLUMNS = ("t", "service", "connection", "backend", "outcome")
-
-
-class BadResponse(Exception):
-    """The peer answered something that is not our backends' 200 reply."""
-
-
-def failure_kind(exc: BaseException) -> str:
-    """The outcome column for a failed request."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, ConnectionResetError | BrokenPipeError):
-        return "reset"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timeout"
-    if isinstance(exc, BadResponse):
-        return "bad-response"
-    return "other"
-
-
-def read_response(sock: socket.socket, buffer: bytearray) -> str:
-    """One HTTP/1.1 response with a Content-Length; returns its body (the pod's name)."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionResetError("connection closed before a response")
-        buffer += chunk
-    head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise BadResponse(head[:40].decode(errors="replace"))
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(rest) < length:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ConnectionResetError("connection closed mid-body")
-        rest += chunk
-    buffer[:] = rest[length:]
-    return rest[:length].decode()
 
 
 class Recorder:

@@ -6,35 +6,10 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import socket
 import sys
 import time
 
-REQUEST = b"GET / HTTP/1.1\r\nHost: kpbench\r\nConnection: close\r\n\r\n"
-
-
-def one_request(host: str, port: int, timeout: float) -> str:
-    """The answering backend's name; raises OSError subclasses on failure."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(REQUEST)
-        chunks = []
-        while chunk := sock.recv(4096):
-            chunks.append(chunk)
-    response = b"".join(chunks)
-    head, _, body = response.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 200"):
-        raise ConnectionError(f"bad response {head[:40]!r}")
-    return body.decode()
-
-
-def failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, ConnectionResetError):
-        return "reset"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timeout"
-    return type(exc).__name__
+from harness.httpwire import BadResponse, failure_kind, one_request
 
 
 def run(host: str, port: int, requests: int, timeout: float) -> dict[str, object]:
@@ -44,7 +19,7 @@ def run(host: str, port: int, requests: int, timeout: float) -> dict[str, object
     for _ in range(requests):
         try:
             backends[one_request(host, port, timeout)] += 1
-        except OSError as exc:
+        except (OSError, BadResponse) as exc:
             failures[failure_kind(exc)] += 1
     elapsed = time.perf_counter() - started
     return {

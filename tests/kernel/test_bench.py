@@ -156,9 +156,12 @@ def test_ctrl_c_keeps_what_was_measured_and_leaves_nothing(tmp_path: Path) -> No
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "bench", "--out", str(run), "--node", "netns",
          "--modes", "iptables", "--sizes", "20", "--changes", "1", "--replacements", "200",
-         "--connections", "100"],
+         "--background", "10", "--connections", "100"],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # As from a terminal, even when these tests run from a background job (where SIGINT
+        # is inherited as ignored).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     assert proc.stderr is not None

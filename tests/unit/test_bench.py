@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,9 @@ import pytest
 
 from harness import bench, compare, report
 from harness.churn import churn_plan, write_background
-from harness.loadgen import BadResponse, failure_kind, read_response
+from harness.httpwire import BadResponse, failure_kind, read_response
 from harness.results import fairness_table, traffic_table
+from tests.cli import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -326,3 +329,17 @@ def test_an_interrupted_run_still_gets_a_report(tmp_path: Path) -> None:
     assert "This run is interrupted" in text
     assert not (run / "distribution.png").exists()  # no steady-state counts to draw
     assert re.search(r"\| ipvs round robin, one client\s*\|[^\n]*not measured[^\n]*\| n/a", text)
+
+
+def test_the_harness_modules_do_not_pull_in_locust() -> None:
+    """locust monkey-patches the standard library with gevent on import; only the load
+    generator's own process may import it (it broke subprocess waits in pytest once)."""
+    code = (
+        "import sys, harness.bench, harness.churn, harness.report, harness.compare,"
+        " harness.httpwire, harness.traffic, harness.gate;"
+        " assert 'locust' not in sys.modules and 'gevent' not in sys.modules"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr

@@ -192,5 +192,5 @@ def test_a_real_2x_slowdown_fails_and_the_same_code_passes(
         for l in out.splitlines()
         if l.startswith("| test_fairness_statistics") and "REGRESSED" in l
     )
-    ratio = float(row.split("|")[5])
-    assert 1.6 < ratio < 2.6, row
+    # Twice the work: about 2x, more or less what the shared machine adds; above 1.5 it fails.
+    assert float(row.split("|")[5]) > gate.THRESHOLD, row
