@@ -179,8 +179,19 @@ def checks(
     fair_summary: pd.DataFrame,
     fails: pd.DataFrame,
     traffic: pd.DataFrame | None = None,
+    event_logs: dict[str, str] | None = None,
 ) -> list[Check]:
     out = []
+    churn_logs = {k: v for k, v in (event_logs or {}).items() if k.startswith("churn-")}
+    if len(churn_logs) > 1:
+        out.append(
+            Check(
+                "every mode replayed the same churn event log",
+                "equal SHA-256 digests",
+                ", ".join(f"{k} {v[:12]}" for k, v in sorted(churn_logs.items())),
+                len(set(churn_logs.values())) == 1,
+            )
+        )
     if traffic is not None and "locust_requests" in traffic:
         ours = int(traffic["requests"].sum())
         theirs = int(traffic["locust_requests"].fillna(0).sum())
@@ -591,7 +602,7 @@ def render(data: dict[str, Any], plots: Sequence[str]) -> str:
             "measured": c.measured,
             "result": "n/a" if c.ok is None else ("pass" if c.ok else "**FAIL**"),
         }
-        for c in checks(syncs, fair_summary, fails, data["traffic"])
+        for c in checks(syncs, fair_summary, fails, data["traffic"], meta.get("event_logs"))
     ]
     lines += [_markdown(pd.DataFrame(check_rows)), "## Verdicts on the seed article's claims", ""]
     for text in verdicts(syncs, fair_summary, cpu_table):

@@ -238,6 +238,24 @@ def test_checks_pass_on_expected_behaviour(tmp_path: Path) -> None:
     }
 
 
+def test_the_modes_must_replay_the_same_churn_log() -> None:
+    same = {
+        "churn-iptables.jsonl": "ab" * 32,
+        "churn-ipvs.jsonl": "ab" * 32,
+        "sweep-20.jsonl": "cd" * 32,
+    }
+    empty = pd.DataFrame()
+
+    def verdict(logs: dict[str, str]) -> bool | None:
+        checks = report.checks(empty, empty, empty, None, logs)
+        return next(
+            c.ok for c in checks if c.name == "every mode replayed the same churn event log"
+        )
+
+    assert verdict(same) is True
+    assert verdict({**same, "churn-ipvs.jsonl": "ef" * 32}) is False
+
+
 def test_checks_fail_when_a_measurement_contradicts_them(tmp_path: Path) -> None:
     skewed = [400, *([228] * 7)]  # not round robin
     lopsided = [600, *([200] * 7)]  # Jain 0.96: not uniform random
