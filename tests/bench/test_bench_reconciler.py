@@ -17,7 +17,7 @@ import pytest
 from harness.eventlog import SyntheticCluster, write_log
 from reconciler.iptables.render import IptablesConfig, RenderedRules, render
 from reconciler.state import ClusterState
-from tests.workloads import churn_events, replay
+from tests.workloads import apply_event, churn_events, replay
 
 pytestmark = pytest.mark.bench
 CONFIG = IptablesConfig(cluster_cidr="10.244.0.0/16")
@@ -84,13 +84,8 @@ def test_full_render_1k_services(benchmark: Any, logs: dict[str, Path], tmp_path
 def test_partial_render_after_one_endpoint_change_10k(benchmark: Any, state: ClusterState) -> None:
     full = render(state, CONFIG)
     cluster = SyntheticCluster(SERVICES, ENDPOINTS)
-    import orjson
 
-    from reconciler.events import decode_line
-
-    event = decode_line(orjson.dumps(cluster.replace_one_endpoint(4242, 500_000)))
-    assert event is not None
-    state.apply(event)
+    apply_event(state, cluster.replace_one_endpoint(4242, 500_000))
     changed = state.drain()
     assert len(changed) == 1
     rendered = benchmark.pedantic(
