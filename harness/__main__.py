@@ -1,5 +1,6 @@
 """Entry point for `python -m harness`."""
 
+import importlib
 import sys
 
 USAGE = """usage: python -m harness COMMAND [options]
@@ -19,42 +20,19 @@ USAGE = """usage: python -m harness COMMAND [options]
          --threshold, --refresh); exit 1 on a regression"""
 
 
+# Each command is a module of the harness package with a main(argv) -> exit code; it is
+# imported only when run, so `bench` does not pay for `gate`'s imports and vice versa.
+COMMANDS = ("smoke", "calibrate", "sweep", "bench", "report", "compare", "gate", "demo")
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command == "smoke":
-        from harness import smoke
-
-        return smoke.main(sys.argv[2:])
-    if command == "calibrate":
-        from harness import calibrate
-
-        return calibrate.main(sys.argv[2:])
-    if command == "sweep":
-        from harness import sweep
-
-        return sweep.main(sys.argv[2:])
-    if command == "bench":
-        from harness import bench
-
-        return bench.main(sys.argv[2:])
-    if command == "report":
-        from harness import report
-
-        return report.main(sys.argv[2:])
-    if command == "compare":
-        from harness import compare
-
-        return compare.main(sys.argv[2:])
-    if command == "gate":
-        from harness import gate
-
-        return gate.main(sys.argv[2:])
-    if command == "demo":
-        from harness import demo
-
-        return demo.main(sys.argv[2:])
-    print(USAGE, file=sys.stderr)
-    return 2
+    if command not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"harness.{command}")
+    code: int = module.main(sys.argv[2:])
+    return code
 
 
 sys.exit(main())

@@ -42,7 +42,6 @@ from harness.reconciler_proc import output_tail, running_reconciler
 NODE_NAME = "kpbench-node"  # the pods' nodeName, so the reconciler sees them as local
 NAMESPACE = "churn"
 FIRST_POD_INDEX = 60000  # real pods at 10.244.234.x and up, clear of the background's pods
-SCENARIOS = ("churn", "steady", "keepalive")
 
 
 @dataclass(frozen=True)
